@@ -100,18 +100,42 @@ mod mimalloc_classes {
     /// (at most 12.5% slack), as mimalloc's `mi_bin` does.
     #[inline(always)]
     pub fn mimalloc_good_size(size: usize) -> usize {
+        if size <= TABLE_MAX {
+            // One load from a 258-byte table that stays in L1.
+            CLASS_BY_WORDS[size.div_ceil(8)] as usize
+        } else if size <= FORMULA_MAX {
+            class_of(size)
+        } else {
+            // SAFETY: a pure function of its argument.
+            unsafe { libmimalloc_sys::mi_good_size(size) }
+        }
+    }
+
+    /// Requests up to this size read their class from [`CLASS_BY_WORDS`].
+    const TABLE_MAX: usize = 1024;
+
+    /// mimalloc's class for every size in words up to [`TABLE_MAX`] bytes.
+    static CLASS_BY_WORDS: [u16; TABLE_MAX / 8 + 1] = {
+        let mut table = [0u16; TABLE_MAX / 8 + 1];
+        let mut words = 0;
+        while words <= TABLE_MAX / 8 {
+            table[words] = class_of(if words == 0 { 1 } else { words * 8 }) as u16;
+            words += 1;
+        }
+        table
+    };
+
+    /// The size-class formula (`mi_bin` followed by the bin's block size).
+    const fn class_of(size: usize) -> usize {
         if size <= 8 {
             8
         } else if size <= 64 {
             // Double-word classes (mimalloc is built with MI_ALIGN2W).
             (size + 15) & !15
-        } else if size <= FORMULA_MAX {
-            let w = (size + 7) / 8 - 1;
+        } else {
+            let w = size.div_ceil(8) - 1;
             let shift = (usize::BITS - 1 - w.leading_zeros()) - 2;
             (((w >> shift) + 1) << shift) * 8
-        } else {
-            // SAFETY: a pure function of its argument.
-            unsafe { libmimalloc_sys::mi_good_size(size) }
         }
     }
 
@@ -143,12 +167,29 @@ mod mimalloc_classes {
 
         #[test]
         fn formula_matches_mi_usable_size_of_real_blocks() {
-            for size in [1, 8, 9, 24, 65, 100, 1000, 4097, 30_000, 65_536, 70_000, 1 << 20] {
+            for size in [
+                1,
+                8,
+                9,
+                24,
+                65,
+                100,
+                1000,
+                4097,
+                30_000,
+                65_536,
+                70_000,
+                1 << 20,
+            ] {
                 // SAFETY: a fresh block, freed right after.
                 unsafe {
                     let p = libmimalloc_sys::mi_malloc(size);
                     assert!(!p.is_null());
-                    assert_eq!(mimalloc_good_size(size), libmimalloc_sys::mi_usable_size(p), "size {size}");
+                    assert_eq!(
+                        mimalloc_good_size(size),
+                        libmimalloc_sys::mi_usable_size(p),
+                        "size {size}"
+                    );
                     libmimalloc_sys::mi_free(p);
                 }
             }

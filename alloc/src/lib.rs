@@ -61,14 +61,14 @@ mod stats;
 mod thread;
 mod tracked;
 
-pub use inner::{Inner, Plain};
 #[cfg(feature = "mimalloc")]
 pub use inner::mimalloc_good_size;
+pub use inner::{Inner, Plain};
 pub use mode::{Attribution, Counting, Mode, Owner};
 pub use scope::{Instrumented, MAX_SCOPES, Scope, ScopeGuard, ScopeStats, scopes};
 pub use stats::{
-    HeapStats, PreciseGuard, ThreadStats, attribution, exited_threads, flush_thread, heap, is_installed,
-    peak_error_bytes, precise, reset_peak, this_thread, threads,
+    HeapStats, PreciseGuard, ThreadStats, attribution, exited_threads, flush_thread, heap,
+    is_installed, peak_error_bytes, precise, reset_peak, this_thread, threads,
 };
 pub use thread::FLUSH_BYTES;
 pub use tracked::{OWNER_TRAILER_BYTES, Tracked};

@@ -217,7 +217,8 @@ impl Scope {
     pub fn reset_peak(self) {
         thread::flush_current();
         let c = cell(self.0);
-        c.peak_requested.store(c.live_requested.load(Relaxed), Relaxed);
+        c.peak_requested
+            .store(c.live_requested.load(Relaxed), Relaxed);
         c.peak_usable.store(c.live_usable.load(Relaxed), Relaxed);
     }
 }
@@ -225,7 +226,9 @@ impl Scope {
 /// Every scope that exists (including `unscoped` and `overflow`), by id.
 pub fn scopes() -> Vec<ScopeStats> {
     let count = COUNT.load(Relaxed) as usize;
-    let mut all: Vec<ScopeStats> = (0..count as u32).map(|id| ScopeStats::read(Scope(id))).collect();
+    let mut all: Vec<ScopeStats> = (0..count as u32)
+        .map(|id| ScopeStats::read(Scope(id)))
+        .collect();
     thread::add_pending(|scope, delta| {
         if let Some(stats) = all.get_mut(scope as usize) {
             stats.add(delta);
@@ -238,7 +241,8 @@ pub fn scopes() -> Vec<ScopeStats> {
 pub(crate) fn reset_all_peaks() {
     for id in 0..COUNT.load(Relaxed) {
         let c = cell(id);
-        c.peak_requested.store(c.live_requested.load(Relaxed), Relaxed);
+        c.peak_requested
+            .store(c.live_requested.load(Relaxed), Relaxed);
         c.peak_usable.store(c.live_usable.load(Relaxed), Relaxed);
     }
 }

@@ -6,7 +6,7 @@
 //!   ┌────────────────────────────┐  registry  ┌───────────────────────────────┐
 //!   │ Local (const thread_local, │◄──(lock)───│ sums live Locals + EXITED row │
 //!   │ no Drop): cumulative       │            └───────────────────────────────┘
-//!   │ counters, budget, scope    │
+//!   │ counters, limits, scope    │
 //!   └──────────┬─────────────────┘
 //!              │ every 64 KiB of net change, on scope switch, at exit (cold)
 //!              ▼
@@ -19,12 +19,13 @@
 //! They take no lock, allocate nothing, and write only to the calling thread's
 //! own `Local` (single-writer atomics: a relaxed load and a plain store, never
 //! a locked read-modify-write). They cannot panic. All they do is add to
-//! cumulative counters and move a `budget` that leaves its window after
-//! [`FLUSH_BYTES`] of net change in either direction; only then does the
-//! `#[cold]` [`slow`] path run. A thread that has not registered yet, is
-//! registering, or has already torn down its counters keeps its budget out of
-//! the window, so every operation of such a thread takes the cold path, which
-//! sorts out what to do: register, wait, or publish straight to the globals.
+//! cumulative counters and compare the one they moved with a limit that it
+//! crosses after at most [`FLUSH_BYTES`] of net change in either direction
+//! (see [`Local::rearm`]); only then does the `#[cold]` [`slow`] path run. A
+//! thread that has not registered yet, is registering, or has already torn
+//! down its counters has its limits at 0, so every operation of such a thread
+//! takes the cold path, which sorts out what to do: register, wait, or
+//! publish straight to the globals.
 //!
 //! # Why figures stay exact
 //!
@@ -46,11 +47,6 @@ use crate::scope::{cell, raise};
 
 /// Net bytes a thread may change before it publishes to the shared counters.
 pub const FLUSH_BYTES: u64 = 64 * 1024;
-/// The budget's window is `[0, WINDOW]`; it starts in the middle.
-const WINDOW: u64 = 2 * FLUSH_BYTES;
-/// A budget that no single operation brings back into the window: every
-/// operation of the thread takes the cold path.
-const OUTSIDE: u64 = u64::MAX / 2;
 
 const UNINIT: u8 = 0;
 const ACTIVE: u8 = 1;
@@ -62,7 +58,12 @@ const TORN_DOWN: u8 = 3;
 #[repr(C, align(128))]
 pub(crate) struct Local {
     // Hot: touched by every operation, written only by the owning thread.
-    budget: Cell<u64>,
+    /// An allocation that takes `alloc_requested` past this may have brought
+    /// the unpublished net change above `FLUSH_BYTES`: take the cold path.
+    /// 0 sends every operation there. Written only by the cold path.
+    alloc_limit: Cell<u64>,
+    /// Likewise for frees and `free_requested` (net change below `-FLUSH_BYTES`).
+    free_limit: Cell<u64>,
     allocations: AtomicU64,
     deallocations: AtomicU64,
     alloc_requested: AtomicU64,
@@ -85,7 +86,8 @@ pub(crate) struct Local {
 impl Local {
     const fn new() -> Self {
         Local {
-            budget: Cell::new(OUTSIDE),
+            alloc_limit: Cell::new(0),
+            free_limit: Cell::new(0),
             allocations: AtomicU64::new(0),
             deallocations: AtomicU64::new(0),
             alloc_requested: AtomicU64::new(0),
@@ -152,9 +154,39 @@ impl Local {
             .wrapping_sub(self.free_requested.load(Relaxed)) as i64
     }
 
-    fn reset_budget(&self) {
-        let open = self.state.get() == ACTIVE && self.precise.get() == 0;
-        self.budget.set(if open { FLUSH_BYTES } else { OUTSIDE });
+    /// Net requested bytes not yet published (may be negative).
+    fn pending_net(&self) -> i64 {
+        let net = self.live_requested();
+        let published = self.mark[0]
+            .load(Relaxed)
+            .wrapping_sub(self.mark[1].load(Relaxed));
+        net.wrapping_sub(published as i64)
+    }
+
+    /// Re-arms the hot path's checks after a publication or a state change.
+    ///
+    /// With `a`, `f` the cumulative allocated and freed bytes and `p` the net
+    /// published so far, the pending net change is `a - f - p`. It exceeds
+    /// `FLUSH_BYTES` only if `a > f + p + FLUSH_BYTES`; since `f` only grows,
+    /// comparing `a` with that value computed now never misses the moment
+    /// (and fires early at worst, once per `FLUSH_BYTES` of allocation, when
+    /// the cold path merely re-arms). Frees are symmetric. Each operation
+    /// thus compares its own counter with one constant.
+    fn rearm(&self) {
+        if self.state.get() != ACTIVE || self.precise.get() != 0 {
+            self.alloc_limit.set(0);
+            self.free_limit.set(0);
+            return;
+        }
+        let published = self.mark[0]
+            .load(Relaxed)
+            .wrapping_sub(self.mark[1].load(Relaxed));
+        let allocated = self.alloc_requested.load(Relaxed);
+        let freed = self.free_requested.load(Relaxed);
+        self.alloc_limit
+            .set(freed.wrapping_add(published).wrapping_add(FLUSH_BYTES));
+        self.free_limit
+            .set(allocated.wrapping_sub(published).wrapping_add(FLUSH_BYTES));
     }
 }
 
@@ -223,11 +255,13 @@ fn bump(counter: &AtomicU64, value: u64) {
 pub(crate) fn on_alloc(requested: usize, usable: usize, mode: u8) -> u32 {
     LOCAL.with(|l| {
         bump(&l.allocations, 1);
-        bump(&l.alloc_requested, requested as u64);
+        let allocated = l
+            .alloc_requested
+            .load(Relaxed)
+            .wrapping_add(requested as u64);
+        l.alloc_requested.store(allocated, Relaxed);
         bump(&l.alloc_usable, usable as u64);
-        let budget = l.budget.get().wrapping_sub(requested as u64);
-        l.budget.set(budget);
-        if budget > WINDOW {
+        if allocated > l.alloc_limit.get() {
             slow(l, mode);
         }
         l.scope.load(Relaxed)
@@ -239,11 +273,13 @@ pub(crate) fn on_alloc(requested: usize, usable: usize, mode: u8) -> u32 {
 pub(crate) fn on_free(requested: usize, usable: usize, mode: u8) {
     LOCAL.with(|l| {
         bump(&l.deallocations, 1);
-        bump(&l.free_requested, requested as u64);
+        let freed = l
+            .free_requested
+            .load(Relaxed)
+            .wrapping_add(requested as u64);
+        l.free_requested.store(freed, Relaxed);
         bump(&l.free_usable, usable as u64);
-        let budget = l.budget.get().wrapping_add(requested as u64);
-        l.budget.set(budget);
-        if budget > WINDOW {
+        if freed > l.free_limit.get() {
             slow(l, mode);
         }
     })
@@ -251,16 +287,22 @@ pub(crate) fn on_free(requested: usize, usable: usize, mode: u8) {
 
 /// Counts a successful reallocation charged to the current scope; returns that scope.
 #[inline(always)]
-pub(crate) fn on_realloc(old: usize, old_usable: usize, new: usize, new_usable: usize, mode: u8) -> u32 {
+pub(crate) fn on_realloc(
+    old: usize,
+    old_usable: usize,
+    new: usize,
+    new_usable: usize,
+    mode: u8,
+) -> u32 {
     LOCAL.with(|l| {
         bump(&l.reallocations, 1);
-        bump(&l.alloc_requested, new as u64);
-        bump(&l.free_requested, old as u64);
+        let allocated = l.alloc_requested.load(Relaxed).wrapping_add(new as u64);
+        l.alloc_requested.store(allocated, Relaxed);
+        let freed = l.free_requested.load(Relaxed).wrapping_add(old as u64);
+        l.free_requested.store(freed, Relaxed);
         bump(&l.alloc_usable, new_usable as u64);
         bump(&l.free_usable, old_usable as u64);
-        let budget = l.budget.get().wrapping_add(old as u64).wrapping_sub(new as u64);
-        l.budget.set(budget);
-        if budget > WINDOW {
+        if allocated > l.alloc_limit.get() || freed > l.free_limit.get() {
             slow(l, mode);
         }
         l.scope.load(Relaxed)
@@ -315,7 +357,9 @@ fn free_foreign(requested: usize, usable: usize, owner: u32, mode: u8) {
         bump(&l.mark[1], requested as u64);
         bump(&l.mark[3], usable as u64);
         charge_owner(owner, requested, usable, 1);
-        if l.state.get() != ACTIVE {
+        if l.state.get() == ACTIVE {
+            l.rearm();
+        } else {
             slow(l, mode);
         }
     })
@@ -323,13 +367,21 @@ fn free_foreign(requested: usize, usable: usize, owner: u32, mode: u8) {
 
 #[cold]
 #[inline(never)]
-fn realloc_foreign(old: usize, old_usable: usize, owner: u32, new: usize, new_usable: usize, mode: u8) -> u32 {
+fn realloc_foreign(
+    old: usize,
+    old_usable: usize,
+    owner: u32,
+    new: usize,
+    new_usable: usize,
+    mode: u8,
+) -> u32 {
     LOCAL.with(|l| {
         bump(&l.free_requested, old as u64);
         bump(&l.free_usable, old_usable as u64);
         bump(&l.mark[1], old as u64);
         bump(&l.mark[3], old_usable as u64);
         charge_owner(owner, old, old_usable, 0);
+        l.rearm();
     });
     // The new block is an ordinary growth of the current scope.
     on_realloc(0, 0, new, new_usable, mode)
@@ -348,12 +400,13 @@ fn charge_owner(owner: u32, requested: usize, usable: usize, deallocations: u64)
 #[cold]
 #[inline(never)]
 fn slow(l: &Local, mode: u8) {
-    if l.state.get() == UNINIT {
-        register(l, mode);
-    } else {
-        settle(l);
+    match l.state.get() {
+        UNINIT => register(l, mode),
+        // Fired early: the pending change is still within bounds.
+        ACTIVE if l.precise.get() == 0 && l.pending_net().unsigned_abs() <= FLUSH_BYTES => {}
+        _ => settle(l),
     }
-    l.reset_budget();
+    l.rearm();
 }
 
 /// Publishes what is pending, according to the thread's state.
@@ -420,7 +473,7 @@ fn thread_exit(l: &Local) {
         fold_into_exited(l);
     }
     l.state.set(TORN_DOWN);
-    l.budget.set(OUTSIDE);
+    l.rearm();
 }
 
 /// Adds the thread's cumulative counters to the exited row and zeroes them.
@@ -429,7 +482,9 @@ fn fold_into_exited(l: &Local) {
     let c = l.cumulative();
     EXITED.allocations.fetch_add(c.allocations, Relaxed);
     EXITED.deallocations.fetch_add(c.deallocations, Relaxed);
-    EXITED.reallocations.fetch_add(l.reallocations.load(Relaxed), Relaxed);
+    EXITED
+        .reallocations
+        .fetch_add(l.reallocations.load(Relaxed), Relaxed);
     EXITED.alloc_requested.fetch_add(c.alloc_requested, Relaxed);
     EXITED.free_requested.fetch_add(c.free_requested, Relaxed);
     EXITED.alloc_usable.fetch_add(c.alloc_usable, Relaxed);
@@ -659,7 +714,7 @@ pub(crate) fn switch_scope(scope: u32) -> u32 {
     LOCAL.with(|l| {
         settle(l);
         let previous = l.scope.swap(scope, Relaxed);
-        l.reset_budget();
+        l.rearm();
         previous
     })
 }
@@ -668,7 +723,7 @@ pub(crate) fn switch_scope(scope: u32) -> u32 {
 pub(crate) fn flush_current() {
     LOCAL.with(|l| {
         settle(l);
-        l.reset_budget();
+        l.rearm();
     })
 }
 
@@ -677,9 +732,13 @@ pub(crate) fn flush_current() {
 pub(crate) fn set_precise(on: bool) {
     LOCAL.with(|l| {
         let depth = l.precise.get();
-        l.precise.set(if on { depth.saturating_add(1) } else { depth.saturating_sub(1) });
+        l.precise.set(if on {
+            depth.saturating_add(1)
+        } else {
+            depth.saturating_sub(1)
+        });
         settle(l);
-        l.reset_budget();
+        l.rearm();
     })
 }
 

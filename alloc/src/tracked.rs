@@ -137,8 +137,10 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
             // SAFETY: the block was allocated by `alloc_owner` with this
             // padded layout, which was valid then.
             unsafe {
-                let inner_layout =
-                    Layout::from_size_align_unchecked(layout.size() + OWNER_TRAILER_BYTES, layout.align());
+                let inner_layout = Layout::from_size_align_unchecked(
+                    layout.size() + OWNER_TRAILER_BYTES,
+                    layout.align(),
+                );
                 let owner = ptr.add(layout.size()).cast::<u32>().read_unaligned();
                 let usable = self.inner.usable_size(ptr, inner_layout);
                 self.inner.dealloc(ptr, inner_layout);
@@ -161,8 +163,10 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
             };
             // SAFETY: as in `dealloc`; the new padded layout was checked above.
             unsafe {
-                let old_inner =
-                    Layout::from_size_align_unchecked(layout.size() + OWNER_TRAILER_BYTES, layout.align());
+                let old_inner = Layout::from_size_align_unchecked(
+                    layout.size() + OWNER_TRAILER_BYTES,
+                    layout.align(),
+                );
                 let owner = ptr.add(layout.size()).cast::<u32>().read_unaligned();
                 let old_usable = self.inner.usable_size(ptr, old_inner);
                 let new_ptr = self.inner.realloc(ptr, old_inner, new_inner.size());
@@ -189,8 +193,10 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
             // SAFETY: `new_ptr` was just returned for `new_size` with `layout`'s
             // alignment, which the caller guarantees is a valid layout.
             let new_usable = unsafe {
-                self.inner
-                    .usable_size(new_ptr, Layout::from_size_align_unchecked(new_size, layout.align()))
+                self.inner.usable_size(
+                    new_ptr,
+                    Layout::from_size_align_unchecked(new_size, layout.align()),
+                )
             };
             thread::on_realloc(layout.size(), old_usable, new_size, new_usable, Self::MODE);
         }

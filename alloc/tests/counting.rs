@@ -31,8 +31,15 @@ fn known_sequence_gives_exact_scope_and_thread_figures() {
     let after = this_thread();
     let s = scope.stats();
     assert_eq!(s.live_requested, 124);
-    assert_eq!(s.live_usable, (mimalloc_good_size(100) + mimalloc_good_size(24)) as i64);
-    assert_eq!(s.live_usable, 112 + 32, "mimalloc classes: 100 -> 112, 24 -> 32");
+    assert_eq!(
+        s.live_usable,
+        (mimalloc_good_size(100) + mimalloc_good_size(24)) as i64
+    );
+    assert_eq!(
+        s.live_usable,
+        112 + 32,
+        "mimalloc classes: 100 -> 112, 24 -> 32"
+    );
     assert_eq!(s.peak_requested, 1124);
     assert_eq!(s.total_requested, 1124);
     assert_eq!(s.total_usable, 112 + 1024 + 32);
@@ -69,7 +76,10 @@ fn realloc_grow_and_shrink_in_place_and_moved() {
         let r = realloc(q, layout(97), 100_000);
         assert_eq!(*r.add(96), 7);
         assert_eq!(scope.stats().live_requested, 100_000);
-        assert_eq!(scope.stats().live_usable, mimalloc_good_size(100_000) as i64);
+        assert_eq!(
+            scope.stats().live_usable,
+            mimalloc_good_size(100_000) as i64
+        );
         // Shrinking to a small size.
         let s = realloc(r, layout(100_000), 10);
         assert_eq!(*s.add(9), 7);
@@ -111,7 +121,11 @@ fn page_alignment_is_honoured_and_counted() {
         assert_eq!(p as usize % 4096, 0);
         let s = scope.stats();
         assert_eq!(s.live_requested, 5000);
-        assert!(s.live_usable >= 5000, "usable {} < requested", s.live_usable);
+        assert!(
+            s.live_usable >= 5000,
+            "usable {} < requested",
+            s.live_usable
+        );
         let q = realloc(p, l, 9000);
         assert_eq!(q as usize % 4096, 0);
         assert_eq!(scope.stats().live_requested, 9000);
@@ -190,11 +204,13 @@ fn instrumented_future_polled_from_two_threads_charges_its_scope() {
     .unwrap();
     assert_eq!(out.len(), 2);
     let s = scope.stats();
-    assert_eq!(s.allocations, 2, "one allocation per poll, each charged to the scope");
+    assert_eq!(
+        s.allocations, 2,
+        "one allocation per poll, each charged to the scope"
+    );
     assert_eq!(s.live_requested, 2000);
     assert_eq!(Scope::UNSCOPED.name(), "unscoped");
 }
-
 
 #[test]
 fn precise_thread_peak_is_exact_within_a_flush_window() {
@@ -222,7 +238,11 @@ fn batched_peak_is_within_the_stated_error_bound() {
     let s = scope.stats();
     let bound = memledger_alloc::peak_error_bytes() as i64;
     assert!(bound >= memledger_alloc::FLUSH_BYTES as i64);
-    assert!((s.peak_requested - (3 << 20)).abs() <= bound, "peak {}", s.peak_requested);
+    assert!(
+        (s.peak_requested - (3 << 20)).abs() <= bound,
+        "peak {}",
+        s.peak_requested
+    );
     assert_eq!(s.live_requested, 0);
 }
 
@@ -235,6 +255,42 @@ fn heap_totals_cover_scoped_work() {
     assert!(during.allocations - before.allocations >= 257);
     assert!(during.peak_requested >= during.live_requested);
     drop(v);
-    assert_eq!(memledger_alloc::attribution(), Some(memledger_alloc::Attribution::Counting));
+    assert_eq!(
+        memledger_alloc::attribution(),
+        Some(memledger_alloc::Attribution::Counting)
+    );
     assert!(memledger_alloc::is_installed());
+}
+
+#[cfg(feature = "stream")]
+#[test]
+fn instrumented_stream_charges_every_poll_next() {
+    use futures_core::Stream;
+
+    /// Yields three 512-byte buffers.
+    struct Buffers(u32);
+    impl Stream for Buffers {
+        type Item = Vec<u8>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Vec<u8>>> {
+            if self.0 == 3 {
+                return Poll::Ready(None);
+            }
+            self.0 += 1;
+            Poll::Ready(Some(vec![0u8; 512]))
+        }
+    }
+
+    let scope = Scope::new("stream");
+    let mut stream = scope.instrument(Buffers(0));
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut kept = Vec::new();
+    while let Poll::Ready(Some(b)) = std::pin::Pin::new(&mut stream).poll_next(&mut cx) {
+        kept.push(b);
+    }
+    let s = scope.stats();
+    assert_eq!(s.allocations, 3);
+    assert_eq!(s.live_requested, 3 * 512);
 }

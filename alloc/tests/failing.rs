@@ -12,16 +12,28 @@ const BIG: usize = 1 << 30;
 // SAFETY: forwards to System or returns null, which GlobalAlloc allows.
 unsafe impl GlobalAlloc for FailsBig {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= BIG { std::ptr::null_mut() } else { unsafe { System.alloc(layout) } }
+        if layout.size() >= BIG {
+            std::ptr::null_mut()
+        } else {
+            unsafe { System.alloc(layout) }
+        }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= BIG { std::ptr::null_mut() } else { unsafe { System.alloc_zeroed(layout) } }
+        if layout.size() >= BIG {
+            std::ptr::null_mut()
+        } else {
+            unsafe { System.alloc_zeroed(layout) }
+        }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size >= BIG { std::ptr::null_mut() } else { unsafe { System.realloc(ptr, layout, new_size) } }
+        if new_size >= BIG {
+            std::ptr::null_mut()
+        } else {
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! Owner mode: frees are charged back to the scope that allocated the block.
 
-use memledger_alloc::{MiMalloc, OWNER_TRAILER_BYTES, Owner, Scope, Tracked, mimalloc_good_size, precise};
+use memledger_alloc::{
+    MiMalloc, OWNER_TRAILER_BYTES, Owner, Scope, Tracked, mimalloc_good_size, precise,
+};
 
 #[global_allocator]
 static GLOBAL: Tracked<MiMalloc, Owner> = Tracked::new(MiMalloc);
@@ -12,7 +14,10 @@ fn freed_in_another_scope_on_another_thread_is_charged_to_the_allocator() {
     let block = a.in_scope(|| vec![5u8; 100_000]);
     let sa = a.stats();
     assert_eq!(sa.live_requested, 100_000);
-    assert_eq!(sa.live_usable, mimalloc_good_size(100_000 + OWNER_TRAILER_BYTES) as i64);
+    assert_eq!(
+        sa.live_usable,
+        mimalloc_good_size(100_000 + OWNER_TRAILER_BYTES) as i64
+    );
     std::thread::spawn(move || {
         let _in_b = b.enter();
         assert_eq!(block[99_999], 5);
@@ -22,10 +27,21 @@ fn freed_in_another_scope_on_another_thread_is_charged_to_the_allocator() {
     .unwrap();
     let sa = a.stats();
     let sb = b.stats();
-    assert_eq!((sa.live_requested, sa.live_usable), (0, 0), "A gets its bytes back");
+    assert_eq!(
+        (sa.live_requested, sa.live_usable),
+        (0, 0),
+        "A gets its bytes back"
+    );
     assert_eq!(sa.deallocations, 1);
-    assert_eq!((sb.live_requested, sb.live_usable, sb.deallocations), (0, 0, 0), "B untouched");
-    assert_eq!(memledger_alloc::attribution(), Some(memledger_alloc::Attribution::Owner));
+    assert_eq!(
+        (sb.live_requested, sb.live_usable, sb.deallocations),
+        (0, 0, 0),
+        "B untouched"
+    );
+    assert_eq!(
+        memledger_alloc::attribution(),
+        Some(memledger_alloc::Attribution::Owner)
+    );
 }
 
 #[test]
@@ -42,11 +58,26 @@ fn realloc_in_another_scope_moves_ownership_and_keeps_contents() {
     b.in_scope(|| v.reserve_exact(9000 - v.len()));
     assert_eq!(v.capacity(), 9000);
     assert!(v.iter().enumerate().all(|(i, &x)| x == i as u8));
-    assert_eq!(a.stats().live_requested, 0, "the old block is charged back to A");
-    assert_eq!(b.stats().live_requested, 9000, "the grown block belongs to B");
+    assert_eq!(
+        a.stats().live_requested,
+        0,
+        "the old block is charged back to A"
+    );
+    assert_eq!(
+        b.stats().live_requested,
+        9000,
+        "the grown block belongs to B"
+    );
     drop(v);
-    assert_eq!(b.stats().live_requested, 0, "freed from unscoped, charged to B");
-    assert_eq!(Scope::UNSCOPED.stats().deallocations, Scope::UNSCOPED.stats().deallocations);
+    assert_eq!(
+        b.stats().live_requested,
+        0,
+        "freed from unscoped, charged to B"
+    );
+    assert_eq!(
+        Scope::UNSCOPED.stats().deallocations,
+        Scope::UNSCOPED.stats().deallocations
+    );
 }
 
 #[test]
@@ -64,7 +95,10 @@ fn same_scope_frees_and_odd_alignments_balance() {
                     let q = std::alloc::realloc(p, layout, size * 2);
                     assert_eq!(q as usize % align, 0);
                     assert_eq!(*q.add(size - 1), 0xAB);
-                    std::alloc::dealloc(q, std::alloc::Layout::from_size_align(size * 2, align).unwrap());
+                    std::alloc::dealloc(
+                        q,
+                        std::alloc::Layout::from_size_align(size * 2, align).unwrap(),
+                    );
                 }
             }
         }

@@ -13,7 +13,10 @@ static GLOBAL: Tracked<MiMalloc> = Tracked::new(MiMalloc);
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn exited_row() -> memledger_alloc::ThreadStats {
-    threads().into_iter().find(|t| t.exited).expect("an exited row is always present")
+    threads()
+        .into_iter()
+        .find(|t| t.exited)
+        .expect("an exited row is always present")
 }
 
 #[test]
@@ -44,7 +47,10 @@ fn a_thread_that_exits_lands_in_the_exited_row() {
         ((1 << 20) - 65536..(1 << 20) + 65536).contains(&grew),
         "exited row grew by {grew}, expected the 1 MiB the thread leaked"
     );
-    assert!(threads().iter().all(|t| t.tid != tid), "the thread's own row is gone");
+    assert!(
+        threads().iter().all(|t| t.tid != tid),
+        "the thread's own row is gone"
+    );
 }
 
 struct AllocOnDrop(RefCell<Option<std::sync::mpsc::Sender<(bool, i64)>>>);
@@ -90,13 +96,22 @@ fn allocations_in_thread_local_destructors_are_counted() {
     let mut thread: libc::pthread_t = 0;
     // SAFETY: `late_thread` takes ownership of `tx` and returns null.
     unsafe {
-        assert_eq!(libc::pthread_create(&mut thread, std::ptr::null(), late_thread, tx.cast()), 0);
+        assert_eq!(
+            libc::pthread_create(&mut thread, std::ptr::null(), late_thread, tx.cast()),
+            0
+        );
         assert_eq!(libc::pthread_join(thread, std::ptr::null_mut()), 0);
     }
     let (after_teardown, leaked) = rx.recv().unwrap();
-    assert!(after_teardown, "the destructor ran after memledger folded the thread");
+    assert!(
+        after_teardown,
+        "the destructor ran after memledger folded the thread"
+    );
     let grew = heap().live_requested - before;
-    assert!((leaked - 65536..leaked + 65536).contains(&grew), "heap grew by {grew}");
+    assert!(
+        (leaked - 65536..leaked + 65536).contains(&grew),
+        "heap grew by {grew}"
+    );
     let exited_grew = exited_row().live_requested - exited_before;
     assert!(
         (leaked - 65536..leaked + 65536).contains(&exited_grew),
@@ -143,7 +158,10 @@ fn thirty_two_threads_churning_leave_no_drift() {
     // Vec<Vec<u8>> of capacity 512 per thread plus the churned blocks.
     assert_eq!(s.total_requested, churned + 32 * 512 * 24);
     let drift = after.live_requested - before.live_requested;
-    assert!(drift.abs() < 64 * 1024, "global live drifted by {drift} bytes");
+    assert!(
+        drift.abs() < 64 * 1024,
+        "global live drifted by {drift} bytes"
+    );
     assert!(after.allocations - before.allocations >= s.allocations);
 }
 
@@ -171,7 +189,8 @@ fn a_forked_child_keeps_counting() {
             let during = heap();
             let ok_live = during.live_requested - start.live_requested == 2 << 20;
             // The parent's other thread is gone in the child, but its bytes still count.
-            let ok_threads = during.threads == 1 && (start.live_requested - parent_live).abs() < 64 * 1024;
+            let ok_threads =
+                during.threads == 1 && (start.live_requested - parent_live).abs() < 64 * 1024;
             drop(v);
             if ok_live && ok_threads { 0 } else { 1 }
         })
