@@ -1,0 +1,314 @@
+//! The subcommands: each takes its parsed options and returns an exit code,
+//! or an error that becomes one line on stderr and exit code 2.
+
+use std::ffi::OsString;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::classify::{ReportState, classify};
+use crate::cli::{BlessArgs, Cli, Command, CompareArgs, RunArgs, ShowArgs};
+use crate::compare::Rules;
+use crate::export::{Format, exporter, one_line, status_cell};
+use crate::output::{RunWriter, SUMMARY_FILE, write_atomic};
+use crate::run::{Context, Figures, QueryResult, Repeat, RepeatRecord, Run, Status};
+use crate::runner::{self, ChildSpec, Launcher, MeasureOptions, interrupt};
+use crate::suite::{Query, Suite};
+use crate::units::{format_mib, format_wall_ms};
+use crate::{
+    EXIT_INTERRUPTED, EXIT_OK, EXIT_QUERY_FAILED, EXIT_REGRESSION, EXIT_USAGE, child, context,
+};
+
+/// Where the child writes its report.
+pub const ENV_REPORT: &str = "MEMLEDGER_REPORT";
+/// The pool limit in bytes; unset means unbounded.
+pub const ENV_MEMORY_LIMIT: &str = "MEMLEDGER_MEMORY_LIMIT";
+/// The timeline sampling interval in milliseconds.
+pub const ENV_SAMPLE_MS: &str = "MEMLEDGER_SAMPLE_MS";
+
+/// Parses the command line and runs the subcommand; returns the exit code.
+pub fn main() -> u8 {
+    let cli = match <Cli as clap::Parser>::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(error),
+    };
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Compare(args) => compare(args),
+        Command::Bless(args) => bless(args),
+        Command::Show(args) => show(args),
+        Command::Launch(args) => {
+            let (program, argv) = args.command.split_at(1);
+            let code = runner::launcher::serve(args.status_fd, args.parent, &program[0], argv);
+            return code as u8;
+        }
+        Command::Child(args) => match child::parse_steps(&args.steps) {
+            Ok(steps) => return child::run(&steps) as u8,
+            Err(message) => Err(message),
+        },
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("mem_profile: error: {message}");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// Help and version go out as clap writes them; every other parse error
+/// becomes one line and exit code 2.
+fn usage_error(error: clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            error.exit_code() as u8
+        }
+        _ => {
+            let text = error.render().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let message = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("mem_profile: error: {message} (see mem_profile --help)");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn emit(text: &str) {
+    let mut stdout = io::stdout().lock();
+    let _ = stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush());
+}
+
+/// `mem_profile run`.
+fn run(args: RunArgs) -> Result<u8, String> {
+    let mut suite = match &args.cmd {
+        Some(template) => Suite::from_template(template, args.queries.as_deref())?,
+        None => Suite::builtin(&exe_dir()?)?,
+    };
+    suite.pick(&args.query)?;
+    let launcher =
+        Launcher::current_exe().map_err(|e| format!("cannot find mem_profile itself: {e}"))?;
+
+    let context = Context {
+        tool: format!("mem_profile {}", env!("CARGO_PKG_VERSION")),
+        suite: suite.kind.to_string(),
+        command: suite.command.clone(),
+        git_revision: context::git_revision(),
+        machine: context::machine(),
+        date: context::now(),
+        memory_limit_bytes: args.memory_limit,
+        timeout_ms: args.timeout.map(|t| t.as_millis() as u64),
+        sample_ms: args.sample_ms,
+        repeat: args.repeat,
+    };
+    let mut writer = RunWriter::create(&args.out, context)
+        .map_err(|e| format!("cannot write to {}: {e}", args.out.display()))?;
+    let reports = tempfile::Builder::new()
+        .prefix("mem_profile-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a directory for reports: {e}"))?;
+    interrupt::install().map_err(|e| format!("cannot install the signal handler: {e}"))?;
+
+    let options = MeasureOptions {
+        timeout: args.timeout,
+        sample_interval: Duration::from_millis(args.sample_ms),
+    };
+    let mut progress =
+        crate::progress::Progress::new(suite.queries.len() as u64 * u64::from(args.repeat));
+    let mut interrupted = false;
+    'queries: for (index, query) in suite.queries.iter().enumerate() {
+        let mut records: Vec<RepeatRecord> = Vec::new();
+        for repeat in 0..args.repeat {
+            if interrupt::requested() {
+                interrupted = true;
+                break 'queries;
+            }
+            let label = if args.repeat > 1 {
+                format!("{} ({}/{})", query.id, repeat + 1, args.repeat)
+            } else {
+                query.id.clone()
+            };
+            progress.start(&label);
+            let report_path = reports.path().join(format!("{index}-{repeat}.json"));
+            let spec = child_spec(&suite, query, &report_path, &args);
+            let measurement = runner::measure(&launcher, &spec, &options)
+                .map_err(|e| format!("{}: {e}", query.id))?;
+            if measurement.interrupted {
+                interrupted = true;
+                break 'queries;
+            }
+            let report = ReportState::load(&report_path);
+            let _ = std::fs::remove_file(&report_path);
+            let verdict = classify(&measurement, &report);
+            let report = report.report().cloned();
+            let record = RepeatRecord {
+                repeat: Repeat {
+                    status: verdict.status,
+                    exit_code: verdict.exit_code,
+                    signal: verdict.signal,
+                    figures: Figures::new(
+                        measurement.wall.as_millis() as u64,
+                        measurement.peak_rss_bytes,
+                        report.as_ref(),
+                    ),
+                },
+                limit_bytes: report
+                    .as_ref()
+                    .and_then(|r| r.memory_limit_bytes)
+                    .or(args.memory_limit),
+                error: verdict.error,
+                stderr_tail: measurement.stderr_tail,
+                timeline: measurement.timeline,
+                report,
+            };
+            progress.finish_one(&progress_line(&label, &record));
+            records.push(record);
+            writer
+                .record(QueryResult::from_repeats(&query.id, &records))
+                .map_err(|e| format!("cannot write {}: {e}", writer.run_path().display()))?;
+        }
+    }
+    progress.finish();
+
+    emit(&exporter(Format::Table).run(writer.run()));
+    let run_path = writer.run_path();
+    if interrupted {
+        eprintln!(
+            "mem_profile: interrupted; {} finished queries are in {}",
+            writer.run().queries.len(),
+            run_path.display()
+        );
+        return Ok(EXIT_INTERRUPTED);
+    }
+    eprintln!(
+        "mem_profile: wrote {} and {}",
+        run_path.display(),
+        args.out.join(SUMMARY_FILE).display()
+    );
+    if let Some(path) = &args.save_baseline {
+        write_baseline(writer.run(), path)?;
+    }
+    let not_ok = writer
+        .run()
+        .queries
+        .iter()
+        .filter(|q| q.status != Status::Ok)
+        .count();
+    Ok(if not_ok > 0 && !args.allow_failures {
+        EXIT_QUERY_FAILED
+    } else {
+        EXIT_OK
+    })
+}
+
+/// The directory of the running executable (where the built-in suite lives).
+fn exe_dir() -> Result<PathBuf, String> {
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find mem_profile itself: {e}"))?;
+    Ok(exe.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+/// The program, arguments and protocol variables for one repeat.
+fn child_spec(suite: &Suite, query: &Query, report: &Path, args: &RunArgs) -> ChildSpec {
+    let mut env = vec![
+        (OsString::from(ENV_REPORT), report.as_os_str().to_owned()),
+        (
+            OsString::from(ENV_SAMPLE_MS),
+            OsString::from(args.sample_ms.to_string()),
+        ),
+    ];
+    let mut env_remove = Vec::new();
+    match args.memory_limit {
+        Some(limit) => env.push((
+            OsString::from(ENV_MEMORY_LIMIT),
+            OsString::from(limit.to_string()),
+        )),
+        // The run says "unbounded": a limit inherited from the caller's
+        // environment must not contradict it.
+        None => env_remove.push(OsString::from(ENV_MEMORY_LIMIT)),
+    }
+    ChildSpec {
+        program: suite.program.clone(),
+        argv: suite.argv(query),
+        env,
+        env_remove,
+    }
+}
+
+/// `q3 ok, 1.23 s, peak RSS 45.3 MiB` (and the error when not ok).
+fn progress_line(label: &str, record: &RepeatRecord) -> String {
+    let r = &record.repeat;
+    let mut line = format!(
+        "{label} {}, {}, peak RSS {}",
+        status_cell(r.status, r.exit_code, r.signal),
+        format_wall_ms(r.figures.wall_ms),
+        r.figures
+            .peak_rss_bytes
+            .map_or_else(|| "-".to_string(), format_mib)
+    );
+    if let Some(error) = &record.error {
+        line.push_str(": ");
+        line.push_str(&one_line(error));
+    }
+    line
+}
+
+/// Writes a run's baseline to `path`.
+fn write_baseline(run: &Run, path: &Path) -> Result<(), String> {
+    write_atomic(path, &run.to_baseline_json())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    eprintln!(
+        "mem_profile: wrote baseline {} ({} queries)",
+        path.display(),
+        run.queries.len()
+    );
+    Ok(())
+}
+
+/// `mem_profile compare`.
+fn compare(args: CompareArgs) -> Result<u8, String> {
+    let baseline = Run::read(&args.baseline)?;
+    let current = Run::read(&args.current)?;
+    let mut rules = Rules::new(args.threshold, args.floor);
+    for o in &args.metric_threshold {
+        rules.set_threshold(o.metric, o.value);
+    }
+    for o in &args.metric_floor {
+        rules.set_floor(o.metric, o.value);
+    }
+    let comparison = crate::compare::compare(
+        (&args.baseline.display().to_string(), &baseline),
+        (&args.current.display().to_string(), &current),
+        &rules,
+    )
+    .map_err(|e| e.to_string())?;
+    emit(&exporter(args.format).comparison(&comparison));
+    Ok(if comparison.regressions() > 0 {
+        EXIT_REGRESSION
+    } else {
+        EXIT_OK
+    })
+}
+
+/// `mem_profile bless`.
+fn bless(args: BlessArgs) -> Result<u8, String> {
+    let run = Run::read(&args.run)?;
+    if run.queries.is_empty() {
+        return Err(format!("{}: the run has no query", args.run.display()));
+    }
+    write_baseline(&run, &args.output)?;
+    Ok(EXIT_OK)
+}
+
+/// `mem_profile show`.
+fn show(args: ShowArgs) -> Result<u8, String> {
+    let run = Run::read(&args.file)?;
+    emit(&exporter(args.format).run(&run));
+    Ok(EXIT_OK)
+}

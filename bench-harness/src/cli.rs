@@ -1,0 +1,289 @@
+//! The command line, parsed once into typed options. Nothing else reads argv.
+//!
+//! Values with units are parsed here too (sizes, durations, percentages,
+//! query lists stay text until the suite is built), so a bad value is a
+//! usage error before anything runs.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::compare::Metric;
+use crate::export::Format;
+use crate::units::{parse_duration, parse_percent, parse_size};
+
+/// Runs each benchmark query as a subprocess, reports its peak RSS against
+/// the memory its pool reserved, and compares runs in CI.
+///
+/// Exit codes: 0 success; 1 a query failed; 2 bad usage or unreadable
+/// input; 3 `compare` found a regression; 130 interrupted.
+#[derive(Debug, Parser)]
+#[command(name = "mem_profile", version)]
+pub struct Cli {
+    /// The subcommand to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a suite: one subprocess per query and repeat.
+    Run(RunArgs),
+    /// Compare two runs (or a baseline and a run); exit 3 on a regression.
+    Compare(CompareArgs),
+    /// Write a reviewable baseline from a run, to be committed.
+    Bless(BlessArgs),
+    /// Print a run or a baseline.
+    Show(ShowArgs),
+    /// Internal: the launcher between the harness and a query.
+    #[command(name = "__launch", hide = true)]
+    Launch(LaunchArgs),
+    /// Internal testing aid: a child that behaves as told.
+    #[command(name = "__child", hide = true)]
+    Child(ChildArgs),
+}
+
+/// The suites `--suite` can name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SuiteName {
+    /// The `memledger-suite` binary next to `mem_profile`.
+    Builtin,
+}
+
+/// `mem_profile run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The suite to run (when no --cmd is given).
+    #[arg(long, value_enum, default_value_t = SuiteName::Builtin, conflicts_with = "cmd")]
+    pub suite: SuiteName,
+
+    /// An external benchmark command; `{query}` is replaced by each query.
+    /// Split into words like a shell would (quotes, backslashes), never run
+    /// through a shell.
+    #[arg(long, value_name = "'PROGRAM ARGS… {query}'")]
+    pub cmd: Option<String>,
+
+    /// The queries of --cmd: a list of names and inclusive ranges, e.g. `1..22,25`.
+    #[arg(long, value_name = "LIST", requires = "cmd")]
+    pub queries: Option<String>,
+
+    /// Run only these queries (a list like --queries; repeatable).
+    #[arg(short = 'q', long = "query", value_name = "LIST")]
+    pub query: Vec<String>,
+
+    /// Runs per query; min and median of each figure are reported.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeat: u32,
+
+    /// Pool limit passed as MEMLEDGER_MEMORY_LIMIT, e.g. 512M, 1.5GiB (powers of 1024).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
+
+    /// Kill a query that runs longer, e.g. 30s, 500ms, 2m.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// RSS sampling interval in ms (also passed as MEMLEDGER_SAMPLE_MS).
+    #[arg(long, value_name = "MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub sample_ms: u64,
+
+    /// Directory for run.json and summary.md, rewritten after every repeat.
+    #[arg(long, value_name = "DIR", default_value = "mem_profile_out")]
+    pub out: PathBuf,
+
+    /// Also write a baseline of this run to FILE when it completes.
+    #[arg(long, value_name = "FILE")]
+    pub save_baseline: Option<PathBuf>,
+
+    /// Exit 0 even when queries fail.
+    #[arg(long)]
+    pub allow_failures: bool,
+}
+
+/// A `METRIC=VALUE` override.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MetricValue<T> {
+    /// The metric it applies to.
+    pub metric: Metric,
+    /// A threshold (fraction) or a floor (bytes, or a count for allocations).
+    pub value: T,
+}
+
+fn parse_metric_threshold(text: &str) -> Result<MetricValue<f64>, String> {
+    let (metric, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not METRIC=PERCENT"))?;
+    Ok(MetricValue {
+        metric: Metric::from_key(metric.trim())?,
+        value: parse_percent(value)?,
+    })
+}
+
+fn parse_metric_floor(text: &str) -> Result<MetricValue<u64>, String> {
+    let (metric, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not METRIC=AMOUNT"))?;
+    Ok(MetricValue {
+        metric: Metric::from_key(metric.trim())?,
+        value: parse_size(value)?,
+    })
+}
+
+/// `mem_profile compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline: a run.json, a directory holding one, or a baseline file.
+    pub baseline: PathBuf,
+    /// The run to judge (same forms as BASELINE).
+    pub current: PathBuf,
+
+    /// Relative growth needed for a regression (every metric).
+    #[arg(long, value_name = "PERCENT", default_value = "5%", value_parser = parse_percent)]
+    pub threshold: f64,
+
+    /// Absolute growth needed for a regression (byte metrics; allocations: 1000).
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    pub floor: u64,
+
+    /// Per-metric threshold, e.g. peak_rss=10% (peak_rss, heap_peak,
+    /// reserved_peak, allocations, untracked_peak; repeatable).
+    #[arg(long, value_name = "METRIC=PERCENT", value_parser = parse_metric_threshold)]
+    pub metric_threshold: Vec<MetricValue<f64>>,
+
+    /// Per-metric floor, e.g. heap_peak=4MiB or allocations=500 (repeatable).
+    #[arg(long, value_name = "METRIC=AMOUNT", value_parser = parse_metric_floor)]
+    pub metric_floor: Vec<MetricValue<u64>>,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Markdown)]
+    pub format: Format,
+}
+
+/// `mem_profile bless`.
+#[derive(Debug, Args)]
+pub struct BlessArgs {
+    /// The run: a run.json or a directory holding one.
+    #[arg(default_value = "mem_profile_out")]
+    pub run: PathBuf,
+    /// Where to write the baseline.
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "memledger-baseline.json"
+    )]
+    pub output: PathBuf,
+}
+
+/// `mem_profile show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// A run.json, a directory holding one, or a baseline file.
+    pub file: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+/// `mem_profile __launch` (internal; see `runner::launcher`).
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// The write end of the status pipe.
+    #[arg(long)]
+    pub status_fd: i32,
+    /// The harness's pid.
+    #[arg(long)]
+    pub parent: u32,
+    /// The executable's path, then the full argv (`argv[0]` first).
+    #[arg(raw = true, required = true, num_args = 2..)]
+    pub command: Vec<OsString>,
+}
+
+/// `mem_profile __child` (internal testing aid; see `child`).
+#[derive(Debug, Args)]
+pub struct ChildArgs {
+    /// What to do, in order (an argument may hold several steps separated by blanks).
+    #[arg(required = true, allow_hyphen_values = true)]
+    pub steps: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_options_parse_with_units() {
+        let cli = Cli::try_parse_from([
+            "mem_profile",
+            "run",
+            "--cmd",
+            "bench {query}",
+            "--queries",
+            "1..3",
+            "-q",
+            "2",
+            "--memory-limit",
+            "512M",
+            "--timeout",
+            "1.5s",
+        ])
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(run.memory_limit, Some(512 * 1024 * 1024));
+        assert_eq!(run.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(run.query, ["2"]);
+        assert_eq!(run.repeat, 1);
+        assert_eq!(run.sample_ms, 20);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["mem_profile", "run", "--memory-limit", "5X"][..],
+            &["mem_profile", "run", "--repeat", "0"],
+            &["mem_profile", "run", "--queries", "1..3"],
+            &["mem_profile", "run", "--suite", "builtin", "--cmd", "x"],
+            &[
+                "mem_profile",
+                "compare",
+                "a",
+                "b",
+                "--metric-floor",
+                "rss=1M",
+            ],
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+        let cli = Cli::try_parse_from([
+            "mem_profile",
+            "compare",
+            "a",
+            "b",
+            "--metric-threshold",
+            "peak_rss=10%",
+            "--metric-floor",
+            "allocations=500",
+        ])
+        .unwrap();
+        let Command::Compare(c) = cli.command else {
+            panic!("not compare")
+        };
+        assert_eq!(c.metric_threshold[0].metric, Metric::PeakRss);
+        assert_eq!(c.metric_threshold[0].value, 0.10);
+        assert_eq!(c.metric_floor[0].value, 500);
+        assert_eq!(c.threshold, 0.05);
+        assert_eq!(c.floor, 1024 * 1024);
+    }
+}

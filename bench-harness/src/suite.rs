@@ -1,0 +1,454 @@
+//! Which queries a run has, and how to launch each one.
+//!
+//! Two kinds of suite:
+//!
+//! - **builtin**: the `memledger-suite` binary installed next to
+//!   `mem_profile`, run as `memledger-suite <query>` for each of
+//!   [`BUILTIN_QUERIES`].
+//! - **command**: any benchmark binary, from a template such as
+//!   `dfbench tpch --query {query}`. The template is split into words the way
+//!   a POSIX shell would split it (quotes and backslashes, nothing else: no
+//!   variables, globs or pipes, and no shell is started); then `{query}` is
+//!   replaced inside every word.
+//!
+//! Query lists (`--queries 1..22,25`, `-q 3`) are comma-separated tokens and
+//! inclusive ranges `A..B` (also `A..=B`, and `q1..q22` with a common prefix).
+//! A purely numeric token `N` names the query `qN`, and `{query}` becomes `N`;
+//! any other token is both the id and the substituted text.
+//!
+//! Everything here is checked before the first query runs: a program that is
+//! not on `PATH`, an unknown query or a missing suite binary is a usage error.
+
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// The queries of the built-in suite, in the order they run.
+pub const BUILTIN_QUERIES: [&str; 5] = ["sort", "aggregate", "join", "topk", "arbiter"];
+
+/// The file name of the built-in suite binary, looked up next to `mem_profile`.
+pub const BUILTIN_BINARY: &str = "memledger-suite";
+
+/// The placeholder replaced by the query's text in a `--cmd` template.
+pub const PLACEHOLDER: &str = "{query}";
+
+/// The most queries one range may expand to; a typo such as `1..10000000`
+/// should fail, not allocate.
+const MAX_RANGE: u64 = 10_000;
+
+/// One query of a suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// The name in results and tables (`q3`, `sort`).
+    pub id: String,
+    /// What replaces `{query}` in the command (`3`, `sort`).
+    pub arg: String,
+}
+
+impl Query {
+    /// The query a list token names: `3` → id `q3`, arg `3`; `sort` → `sort`.
+    pub fn from_token(token: &str) -> Query {
+        let id = if token.bytes().all(|b| b.is_ascii_digit()) {
+            format!("q{token}")
+        } else {
+            token.to_string()
+        };
+        Query {
+            id,
+            arg: token.to_string(),
+        }
+    }
+}
+
+/// A suite ready to run: a resolved program and the queries to run it with.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    /// `builtin` or `command`, as written into the run's context.
+    pub kind: &'static str,
+    /// The command as the user would read it (the template, `{query}` kept).
+    pub command: String,
+    /// The program, found on `PATH` or checked to exist.
+    pub program: PathBuf,
+    /// The template's words; the first is the program as written (`argv[0]`).
+    words: Vec<String>,
+    /// The queries to run, in order.
+    pub queries: Vec<Query>,
+}
+
+impl Suite {
+    /// The built-in suite: `<dir>/memledger-suite <query>` for every query.
+    ///
+    /// Fails when the suite binary is not in `dir` (normally the directory of
+    /// the running `mem_profile`).
+    pub fn builtin(dir: &Path) -> Result<Suite, String> {
+        let program = dir.join(BUILTIN_BINARY);
+        if !is_executable(&program) {
+            return Err(format!(
+                "the built-in suite binary `{BUILTIN_BINARY}` is not installed next to \
+                 mem_profile (looked for {}); build it, or run an external benchmark with --cmd",
+                program.display()
+            ));
+        }
+        Ok(Suite {
+            kind: "builtin",
+            command: format!("{BUILTIN_BINARY} {PLACEHOLDER}"),
+            words: vec![program.display().to_string(), PLACEHOLDER.to_string()],
+            program,
+            queries: BUILTIN_QUERIES
+                .iter()
+                .map(|q| Query::from_token(q))
+                .collect(),
+        })
+    }
+
+    /// A suite from a `--cmd` template and a `--queries` list.
+    ///
+    /// Without a list, a template that has no `{query}` is one query named
+    /// `cmd`; a template that has one needs a list.
+    pub fn from_template(template: &str, queries: Option<&str>) -> Result<Suite, String> {
+        let words = split_words(template)?;
+        let Some(first) = words.first() else {
+            return Err("--cmd is empty".to_string());
+        };
+        let program = resolve_program(first)?;
+        let queries = match queries {
+            Some(list) => parse_query_list(list)?
+                .iter()
+                .map(|t| Query::from_token(t))
+                .collect(),
+            None if template.contains(PLACEHOLDER) => {
+                return Err(format!(
+                    "--cmd contains {PLACEHOLDER}: say which queries with --queries (e.g. --queries 1..22)"
+                ));
+            }
+            None => vec![Query {
+                id: "cmd".to_string(),
+                arg: String::new(),
+            }],
+        };
+        Ok(Suite {
+            kind: "command",
+            command: template.to_string(),
+            program,
+            words,
+            queries,
+        })
+    }
+
+    /// Keeps only the queries that `picks` names (each a query list), in suite order.
+    ///
+    /// A token may be written as the id (`q3`) or as the list token (`3`).
+    /// Fails on a token that names no query of the suite.
+    pub fn pick(&mut self, picks: &[String]) -> Result<(), String> {
+        if picks.is_empty() {
+            return Ok(());
+        }
+        let mut wanted = Vec::new();
+        for list in picks {
+            for token in parse_query_list(list)? {
+                let id = Query::from_token(&token).id;
+                if !self.queries.iter().any(|q| q.id == id || q.arg == token) {
+                    return Err(format!(
+                        "unknown query `{token}`; this suite has {}",
+                        describe_ids(&self.queries)
+                    ));
+                }
+                wanted.push((id, token));
+            }
+        }
+        self.queries.retain(|q| {
+            wanted
+                .iter()
+                .any(|(id, token)| q.id == *id || q.arg == *token)
+        });
+        Ok(())
+    }
+
+    /// The argument vector for one query: `argv[0]` as written, then the
+    /// template's words with `{query}` replaced.
+    pub fn argv(&self, query: &Query) -> Vec<OsString> {
+        self.words
+            .iter()
+            .map(|w| OsString::from(w.replace(PLACEHOLDER, &query.arg)))
+            .collect()
+    }
+}
+
+/// `q1, q2, ... (22 queries)` for error messages: a few ids, then the count.
+fn describe_ids(queries: &[Query]) -> String {
+    const SHOWN: usize = 8;
+    let ids: Vec<&str> = queries.iter().take(SHOWN).map(|q| q.id.as_str()).collect();
+    if queries.len() > SHOWN {
+        format!("{}, ... ({} queries)", ids.join(", "), queries.len())
+    } else {
+        ids.join(", ")
+    }
+}
+
+/// Expands a query list: `1..3,7,sort` → `["1", "2", "3", "7", "sort"]`.
+///
+/// Duplicates are dropped (the first stays). Errors on empty tokens, ranges
+/// whose ends are not numbers with the same prefix, reversed ranges and
+/// ranges longer than 10,000.
+pub fn parse_query_list(text: &str) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    for raw in text.split(',') {
+        let token = raw.trim();
+        if token.is_empty() {
+            return Err(format!("empty entry in query list `{text}`"));
+        }
+        let expanded = match token.split_once("..") {
+            Some((from, to)) => expand_range(from, to.strip_prefix('=').unwrap_or(to), token)?,
+            None => vec![token.to_string()],
+        };
+        for query in expanded {
+            if !out.contains(&query) {
+                out.push(query);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `("q1", "q3")` → `["q1", "q2", "q3"]`.
+fn expand_range(from: &str, to: &str, token: &str) -> Result<Vec<String>, String> {
+    let bad = || format!("`{token}` is not a range like 1..22 or q1..q22");
+    let (prefix, start) = split_prefix_number(from.trim()).ok_or_else(bad)?;
+    let (prefix_end, end) = split_prefix_number(to.trim()).ok_or_else(bad)?;
+    if prefix != prefix_end {
+        return Err(bad());
+    }
+    if start > end {
+        return Err(format!("range `{token}` runs backwards"));
+    }
+    if end - start >= MAX_RANGE {
+        return Err(format!("range `{token}` has more than {MAX_RANGE} queries"));
+    }
+    Ok((start..=end).map(|n| format!("{prefix}{n}")).collect())
+}
+
+/// `"q12"` → `("q", 12)`; `None` without a trailing number.
+fn split_prefix_number(text: &str) -> Option<(&str, u64)> {
+    let digits = text.len() - text.trim_start_matches(|c: char| !c.is_ascii_digit()).len();
+    let (prefix, number) = text.split_at(digits);
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((prefix, number.parse().ok()?))
+}
+
+/// Splits a command line into words as a POSIX shell does, without any
+/// expansion: blanks separate words; `'...'` is literal; inside `"..."` a
+/// backslash escapes only `"`, `\`, `$` and `` ` ``; elsewhere a backslash
+/// makes the next character literal.
+pub fn split_words(text: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    // A word exists once anything, even `''`, has been read for it.
+    let mut in_word = false;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err(format!("unterminated ' in `{text}`")),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err(format!("unterminated \" in `{text}`")),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err(format!("unterminated \" in `{text}`")),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => word.push(c),
+                    None => return Err(format!("trailing backslash in `{text}`")),
+                }
+            }
+            c => {
+                in_word = true;
+                word.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+/// Finds the program a command's first word names, as `execvp` would: a
+/// word with a `/` is a path (relative to the current directory); any other
+/// word is looked up in every directory of `PATH`.
+pub fn resolve_program(word: &str) -> Result<PathBuf, String> {
+    if word.contains('/') {
+        let path = PathBuf::from(word);
+        if !path.is_file() {
+            return Err(format!("program `{word}` does not exist"));
+        }
+        if !is_executable(&path) {
+            return Err(format!("program `{word}` is not executable"));
+        }
+        // Absolute, so that it does not depend on where it is launched from.
+        return std::path::absolute(&path).map_err(|e| format!("program `{word}`: {e}"));
+    }
+    let path_var = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path_var)
+        .map(|dir| dir.join(word))
+        .find(|candidate| is_executable(candidate))
+        .ok_or_else(|| format!("program `{word}` not found in PATH"))
+}
+
+/// A regular file with an execute bit.
+fn is_executable(path: &Path) -> bool {
+    path.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn query_lists_expand_ranges_and_keep_order() {
+        let q = parse_query_list("1..3,25").unwrap();
+        assert_eq!(q, strings(&["1", "2", "3", "25"]));
+        let q = parse_query_list("q1..=q3, sort").unwrap();
+        assert_eq!(q, strings(&["q1", "q2", "q3", "sort"]));
+        let q = parse_query_list("3,1..4").unwrap();
+        assert_eq!(q, strings(&["3", "1", "2", "4"]), "duplicates dropped");
+        assert_eq!(parse_query_list("1..22").unwrap().len(), 22);
+    }
+
+    #[test]
+    fn bad_query_lists_are_refused() {
+        assert!(parse_query_list("1,,2").unwrap_err().contains("empty"));
+        assert!(parse_query_list("5..1").unwrap_err().contains("backwards"));
+        assert!(
+            parse_query_list("q1..r3")
+                .unwrap_err()
+                .contains("not a range")
+        );
+        assert!(
+            parse_query_list("a..b")
+                .unwrap_err()
+                .contains("not a range")
+        );
+        assert!(
+            parse_query_list("1..100000")
+                .unwrap_err()
+                .contains("more than")
+        );
+    }
+
+    #[test]
+    fn numeric_tokens_name_q_ids() {
+        assert_eq!(
+            Query::from_token("7"),
+            Query {
+                id: "q7".into(),
+                arg: "7".into()
+            }
+        );
+        assert_eq!(Query::from_token("sort").id, "sort");
+        assert_eq!(Query::from_token("q7").arg, "q7");
+    }
+
+    #[test]
+    fn words_split_like_a_shell_without_expansion() {
+        assert_eq!(
+            split_words("bench  --query {query} -o 'a b' \"c \\\"d\\\" $e\" f\\ g ''").unwrap(),
+            strings(&[
+                "bench",
+                "--query",
+                "{query}",
+                "-o",
+                "a b",
+                "c \"d\" $e",
+                "f g",
+                ""
+            ])
+        );
+        assert_eq!(split_words("  ").unwrap(), Vec::<String>::new());
+        assert_eq!(split_words(r#""a\nb""#).unwrap(), strings(&["a\\nb"]));
+        assert!(split_words("echo 'oops").is_err());
+        assert!(split_words("echo \"oops").is_err());
+        assert!(split_words("echo oops\\").is_err());
+    }
+
+    #[test]
+    fn template_substitutes_inside_words() {
+        let mut suite =
+            Suite::from_template("sh -c 'echo {query}' --q={query}", Some("1..3")).unwrap();
+        assert!(suite.program.is_absolute() && suite.program.ends_with("sh"));
+        let q2 = suite.queries[1].clone();
+        assert_eq!(q2.id, "q2");
+        assert_eq!(suite.argv(&q2), vec!["sh", "-c", "echo 2", "--q=2"]);
+        suite.pick(&["q3,1".to_string()]).unwrap();
+        let ids: Vec<_> = suite.queries.iter().map(|q| q.id.as_str()).collect();
+        assert_eq!(ids, ["q1", "q3"]);
+        let err = suite.pick(&["9".to_string()]).unwrap_err();
+        assert!(err.contains("unknown query `9`"), "{err}");
+    }
+
+    #[test]
+    fn templates_need_a_list_for_the_placeholder() {
+        let err = Suite::from_template("sh {query}", None).unwrap_err();
+        assert!(err.contains("--queries"), "{err}");
+        let single = Suite::from_template("sh -c true", None).unwrap();
+        assert_eq!(single.queries.len(), 1);
+        assert_eq!(single.queries[0].id, "cmd");
+    }
+
+    #[test]
+    fn programs_are_resolved_before_running() {
+        let err = resolve_program("no-such-program-memledger").unwrap_err();
+        assert_eq!(err, "program `no-such-program-memledger` not found in PATH");
+        assert!(resolve_program("sh").unwrap().is_absolute());
+        assert!(
+            resolve_program("./no/such/file")
+                .unwrap_err()
+                .contains("does not exist")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        let err = resolve_program(plain.to_str().unwrap()).unwrap_err();
+        assert!(err.contains("not executable"), "{err}");
+        assert!(
+            Suite::builtin(dir.path())
+                .unwrap_err()
+                .contains(BUILTIN_BINARY)
+        );
+    }
+}

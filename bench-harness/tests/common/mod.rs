@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `mem_profile` binary under test.
+pub fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_mem_profile"))
+}
+
+/// `mem_profile ARGS` run in `dir`.
+pub fn mem_profile(dir: &Path, args: &[&str]) -> Output {
+    Command::new(exe())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("MEMLEDGER_MEMORY_LIMIT")
+        .output()
+        .expect("mem_profile runs")
+}
+
+/// A `--cmd` template running `mem_profile __child {query}`.
+pub fn child_template() -> String {
+    format!("{} __child {{query}}", exe().display())
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Reads `run.json` as untyped JSON (what a CI script would see).
+pub fn run_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).expect("run.json exists");
+    serde_json::from_str(&text).expect("run.json is JSON")
+}
+
+/// The query with this id in an untyped run.
+pub fn query<'a>(run: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    run["queries"]
+        .as_array()
+        .expect("queries")
+        .iter()
+        .find(|q| q["id"] == id)
+        .unwrap_or_else(|| panic!("no query {id} in {run:#}"))
+}
+
+/// Asserts that stderr is exactly one line starting with `mem_profile: error:`.
+pub fn assert_one_line_error(output: &Output) -> String {
+    let err = stderr(output);
+    assert_eq!(err.lines().count(), 1, "one line: {err:?}");
+    assert!(err.starts_with("mem_profile: error: "), "{err:?}");
+    err
+}
+
+pub const MIB: u64 = 1024 * 1024;
