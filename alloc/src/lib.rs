@@ -31,8 +31,8 @@
 //! - [`Counting`] (default): a free is charged to the scope and thread that
 //!   free it. No per-block bytes; the cheapest mode, for CI.
 //! - [`Owner`]: a free is charged back to the scope that allocated the block,
-//!   from any thread, via a 4-byte trailer per block
-//!   ([`OWNER_TRAILER_BYTES`]); for per-operator diagnosis.
+//!   from any thread, via a tag per block (an 8-byte header for blocks of
+//!   256 bytes and more, a 4-byte trailer below); for per-operator diagnosis.
 //!   Threads are always charged where the free happens.
 //!
 //! ## Cost and accuracy
@@ -71,7 +71,7 @@ pub use stats::{
     is_installed, peak_error_bytes, precise, reset_peak, this_thread, threads,
 };
 pub use thread::FLUSH_BYTES;
-pub use tracked::{OWNER_TRAILER_BYTES, Tracked};
+pub use tracked::{OWNER_HEADER_BYTES, OWNER_HEADER_MIN, OWNER_TRAILER_BYTES, Tracked};
 
 /// mimalloc, re-exported so that one line installs `Tracked<MiMalloc>`.
 #[cfg(feature = "mimalloc")]

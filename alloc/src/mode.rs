@@ -7,7 +7,7 @@ pub enum Attribution {
     /// A free is charged to the scope and thread that free it. No per-block bytes.
     Counting,
     /// A free is charged back to the scope that allocated the block, whichever
-    /// thread or scope frees it. Costs a 4-byte trailer per block.
+    /// thread or scope frees it. Costs a 4- or 8-byte tag per block.
     Owner,
 }
 
@@ -31,8 +31,8 @@ pub trait Mode: sealed::Sealed + Send + Sync + 'static {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Counting;
 
-/// Owner mode: each block carries its scope in a 4-byte trailer, and its free
-/// is charged back to that scope.
+/// Owner mode: each block carries its scope in a small tag (see
+/// [`Tracked`](crate::Tracked)), and its free is charged back to that scope.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Owner;
 

@@ -7,10 +7,21 @@
 //! the inner allocator is returned unchanged and counts nothing, so
 //! `try_reserve` reports the failure and the figures stay true.
 //!
-//! In [`Owner`] mode each block gets a 4-byte trailer at offset
-//! `layout.size()` holding the id of the scope that allocated it; a trailer
-//! (not a header) keeps the block's alignment free of charge and usually fits
-//! in the size class's slack. `realloc` moves the trailer to the new end.
+//! In [`Owner`](crate::Owner) mode each block carries the id of the scope that
+//! allocated it, in one of two places chosen by the layout alone (so `dealloc`
+//! and `realloc` find it again):
+//!
+//! - blocks of at least [`OWNER_HEADER_MIN`] bytes with alignment up to 8
+//!   get an 8-byte **header** in front: the inner allocator already touches
+//!   a block's first cache line when it allocates and frees it, so reading
+//!   and writing the tag there costs no extra cache miss (a trailer at the
+//!   far end of a large block would cost one on each side);
+//! - smaller or over-aligned blocks get a 4-byte **trailer** at offset
+//!   `layout.size()`: it keeps any alignment free of charge and usually
+//!   fits in the size class's slack.
+//!
+//! `realloc` keeps the tag with the block, moving it between the two forms
+//! when the new size crosses [`OWNER_HEADER_MIN`].
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::marker::PhantomData;
@@ -19,8 +30,68 @@ use crate::inner::Inner;
 use crate::mode::{Attribution, Counting, Mode};
 use crate::thread;
 
-/// Bytes added to each block in owner mode.
+/// Bytes added at the end of each small or over-aligned block in owner mode.
 pub const OWNER_TRAILER_BYTES: usize = 4;
+/// Bytes added in front of each large block in owner mode.
+pub const OWNER_HEADER_BYTES: usize = 8;
+/// Owner-mode blocks of at least this size (with alignment up to 8) carry
+/// their tag in a header rather than a trailer.
+pub const OWNER_HEADER_MIN: usize = 256;
+
+/// Where an owner-mode block keeps its scope id.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Header,
+    Trailer,
+}
+
+impl Tag {
+    #[inline(always)]
+    fn of(size: usize, align: usize) -> Tag {
+        if size >= OWNER_HEADER_MIN && align <= 8 {
+            Tag::Header
+        } else {
+            Tag::Trailer
+        }
+    }
+
+    /// The inner layout for a user block of `size` bytes, or `None` on overflow.
+    #[inline(always)]
+    fn inner_layout(self, size: usize, align: usize) -> Option<Layout> {
+        let extra = match self {
+            Tag::Header => OWNER_HEADER_BYTES,
+            Tag::Trailer => OWNER_TRAILER_BYTES,
+        };
+        Layout::from_size_align(size.checked_add(extra)?, align).ok()
+    }
+
+    /// The inner block of the user pointer `user`.
+    #[inline(always)]
+    fn inner_ptr(self, user: *mut u8) -> *mut u8 {
+        match self {
+            Tag::Header => user.wrapping_sub(OWNER_HEADER_BYTES),
+            Tag::Trailer => user,
+        }
+    }
+
+    /// The user pointer of the inner block `inner`.
+    #[inline(always)]
+    fn user_ptr(self, inner: *mut u8) -> *mut u8 {
+        match self {
+            Tag::Header => inner.wrapping_add(OWNER_HEADER_BYTES),
+            Tag::Trailer => inner,
+        }
+    }
+
+    /// Where the id of the inner block `inner` (user size `size`) lives.
+    #[inline(always)]
+    fn slot(self, inner: *mut u8, size: usize) -> *mut u32 {
+        match self {
+            Tag::Header => inner.cast(),
+            Tag::Trailer => inner.wrapping_add(size).cast(),
+        }
+    }
+}
 
 /// A counting `GlobalAlloc` over an inner allocator `A`, with attribution mode
 /// `M` ([`Counting`] by default, or [`Owner`](crate::Owner)).
@@ -64,40 +135,103 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
     };
     const OWNER: bool = matches!(M::ATTRIBUTION, Attribution::Owner);
 
-    /// The inner layout of a block with a trailer, or `None` if it would overflow.
-    #[inline(always)]
-    fn with_trailer(size: usize, align: usize) -> Option<Layout> {
-        let padded = size.checked_add(OWNER_TRAILER_BYTES)?;
-        Layout::from_size_align(padded, align).ok()
-    }
-
     #[inline(always)]
     unsafe fn alloc_owner(&self, layout: Layout, zeroed: bool) -> *mut u8 {
-        let Some(inner_layout) = Self::with_trailer(layout.size(), layout.align()) else {
+        let tag = Tag::of(layout.size(), layout.align());
+        let Some(inner_layout) = tag.inner_layout(layout.size(), layout.align()) else {
             return std::ptr::null_mut();
         };
         // SAFETY: `inner_layout` has non-zero size and a valid alignment.
-        let ptr = unsafe {
+        let inner = unsafe {
             if zeroed {
                 self.inner.alloc_zeroed(inner_layout)
             } else {
                 self.inner.alloc(inner_layout)
             }
         };
-        if !ptr.is_null() {
-            // SAFETY: `ptr` was just returned for `inner_layout`.
-            let usable = unsafe { self.inner.usable_size(ptr, inner_layout) };
-            let scope = thread::on_alloc(layout.size(), usable, Self::MODE);
-            // SAFETY: the block has `size + 4` bytes; the trailer is its last 4.
-            unsafe { ptr.add(layout.size()).cast::<u32>().write_unaligned(scope) };
+        if inner.is_null() {
+            return inner;
         }
-        ptr
+        // SAFETY: `inner` was just returned for `inner_layout`.
+        let usable = unsafe { self.inner.usable_size(inner, inner_layout) };
+        let scope = thread::on_alloc(layout.size(), usable, Self::MODE);
+        // SAFETY: the slot lies inside the inner block (its header or its last 4 bytes).
+        unsafe { tag.slot(inner, layout.size()).write_unaligned(scope) };
+        tag.user_ptr(inner)
+    }
+
+    #[inline(always)]
+    unsafe fn dealloc_owner(&self, ptr: *mut u8, layout: Layout) {
+        let tag = Tag::of(layout.size(), layout.align());
+        let inner = tag.inner_ptr(ptr);
+        // SAFETY: the block was allocated by `alloc_owner` with this tag and
+        // this inner layout, which was valid then.
+        unsafe {
+            let inner_layout = tag
+                .inner_layout(layout.size(), layout.align())
+                .unwrap_unchecked();
+            let owner = tag.slot(inner, layout.size()).read_unaligned();
+            let usable = self.inner.usable_size(inner, inner_layout);
+            self.inner.dealloc(inner, inner_layout);
+            thread::on_free_owned(layout.size(), usable, owner, Self::MODE);
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn realloc_owner(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let old_tag = Tag::of(layout.size(), layout.align());
+        let new_tag = Tag::of(new_size, layout.align());
+        let Some(new_inner_layout) = new_tag.inner_layout(new_size, layout.align()) else {
+            return std::ptr::null_mut();
+        };
+        let old_inner = old_tag.inner_ptr(ptr);
+        // SAFETY: the old block was allocated by `alloc_owner` with `old_tag`
+        // and this inner layout; the new inner layout was checked above.
+        unsafe {
+            let old_inner_layout = old_tag
+                .inner_layout(layout.size(), layout.align())
+                .unwrap_unchecked();
+            let owner = old_tag.slot(old_inner, layout.size()).read_unaligned();
+            let old_usable = self.inner.usable_size(old_inner, old_inner_layout);
+            let new_inner = if old_tag == new_tag {
+                self.inner
+                    .realloc(old_inner, old_inner_layout, new_inner_layout.size())
+            } else {
+                // The tag changes place: a fresh block, the user bytes copied over.
+                let fresh = self.inner.alloc(new_inner_layout);
+                if !fresh.is_null() {
+                    std::ptr::copy_nonoverlapping(
+                        ptr,
+                        new_tag.user_ptr(fresh),
+                        layout.size().min(new_size),
+                    );
+                    self.inner.dealloc(old_inner, old_inner_layout);
+                }
+                fresh
+            };
+            if new_inner.is_null() {
+                return new_inner;
+            }
+            let new_usable = self.inner.usable_size(new_inner, new_inner_layout);
+            let scope = thread::on_realloc_owned(
+                layout.size(),
+                old_usable,
+                owner,
+                new_size,
+                new_usable,
+                Self::MODE,
+            );
+            new_tag.slot(new_inner, new_size).write_unaligned(scope);
+            new_tag.user_ptr(new_inner)
+        }
     }
 }
 
 // SAFETY: every method returns exactly what the inner allocator returned for
-// an equivalent request (in owner mode, a request 4 bytes larger whose extra
-// bytes the caller never sees), so `A`'s guarantees carry over.
+// an equivalent request (in owner mode, a request a few bytes larger whose
+// extra bytes the caller never sees, offset past a header when it has one,
+// which keeps the requested alignment: headers are only used for alignments
+// up to their own size), so `A`'s guarantees carry over.
 unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
     #[inline(always)]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
@@ -134,19 +268,8 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
     #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if Self::OWNER {
-            // SAFETY: the block was allocated by `alloc_owner` with this
-            // padded layout, which was valid then.
-            unsafe {
-                let inner_layout = Layout::from_size_align_unchecked(
-                    layout.size() + OWNER_TRAILER_BYTES,
-                    layout.align(),
-                );
-                let owner = ptr.add(layout.size()).cast::<u32>().read_unaligned();
-                let usable = self.inner.usable_size(ptr, inner_layout);
-                self.inner.dealloc(ptr, inner_layout);
-                thread::on_free_owned(layout.size(), usable, owner, Self::MODE);
-            }
-            return;
+            // SAFETY: caller's contract passed on.
+            return unsafe { self.dealloc_owner(ptr, layout) };
         }
         // SAFETY: `ptr` is live for `layout` until the inner dealloc below.
         let usable = unsafe { self.inner.usable_size(ptr, layout) };
@@ -158,32 +281,8 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
     #[inline(always)]
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if Self::OWNER {
-            let Some(new_inner) = Self::with_trailer(new_size, layout.align()) else {
-                return std::ptr::null_mut();
-            };
-            // SAFETY: as in `dealloc`; the new padded layout was checked above.
-            unsafe {
-                let old_inner = Layout::from_size_align_unchecked(
-                    layout.size() + OWNER_TRAILER_BYTES,
-                    layout.align(),
-                );
-                let owner = ptr.add(layout.size()).cast::<u32>().read_unaligned();
-                let old_usable = self.inner.usable_size(ptr, old_inner);
-                let new_ptr = self.inner.realloc(ptr, old_inner, new_inner.size());
-                if !new_ptr.is_null() {
-                    let new_usable = self.inner.usable_size(new_ptr, new_inner);
-                    let scope = thread::on_realloc_owned(
-                        layout.size(),
-                        old_usable,
-                        owner,
-                        new_size,
-                        new_usable,
-                        Self::MODE,
-                    );
-                    new_ptr.add(new_size).cast::<u32>().write_unaligned(scope);
-                }
-                return new_ptr;
-            }
+            // SAFETY: caller's contract passed on.
+            return unsafe { self.realloc_owner(ptr, layout, new_size) };
         }
         // SAFETY: `ptr` is live for `layout` until the inner realloc succeeds.
         let old_usable = unsafe { self.inner.usable_size(ptr, layout) };

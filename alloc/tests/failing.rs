@@ -58,10 +58,10 @@ fn failed_allocations_and_reallocations_count_nothing() {
     assert!(z.is_null());
 
     assert_eq!(this_thread(), thread_before, "this thread's counters moved");
+    // Other test threads may allocate meanwhile; the failed requests alone
+    // would have added at least 3 GiB to the process's total.
     let heap_after = heap();
-    assert_eq!(heap_after.allocations, heap_before.allocations);
-    assert_eq!(heap_after.reallocations, heap_before.reallocations);
-    assert_eq!(heap_after.total_requested, heap_before.total_requested);
+    assert!(heap_after.total_requested - heap_before.total_requested < (1 << 30));
     assert_eq!(v, b"kept", "the old block survives a failed realloc");
     assert_eq!(v.capacity(), 100);
 }

@@ -1,7 +1,8 @@
 //! Owner mode: frees are charged back to the scope that allocated the block.
 
 use memledger_alloc::{
-    MiMalloc, OWNER_TRAILER_BYTES, Owner, Scope, Tracked, mimalloc_good_size, precise,
+    MiMalloc, OWNER_HEADER_BYTES, OWNER_HEADER_MIN, OWNER_TRAILER_BYTES, Owner, Scope, Tracked,
+    mimalloc_good_size, precise,
 };
 
 #[global_allocator]
@@ -16,7 +17,7 @@ fn freed_in_another_scope_on_another_thread_is_charged_to_the_allocator() {
     assert_eq!(sa.live_requested, 100_000);
     assert_eq!(
         sa.live_usable,
-        mimalloc_good_size(100_000 + OWNER_TRAILER_BYTES) as i64
+        mimalloc_good_size(100_000 + OWNER_HEADER_BYTES) as i64
     );
     std::thread::spawn(move || {
         let _in_b = b.enter();
@@ -107,4 +108,29 @@ fn same_scope_frees_and_odd_alignments_balance() {
     assert_eq!((st.live_requested, st.live_usable), (0, 0));
     assert_eq!(st.allocations, 42);
     assert_eq!(st.deallocations, 42);
+}
+
+#[test]
+fn realloc_across_the_header_threshold_keeps_contents_and_owner() {
+    let a = Scope::new("owner-cross-A");
+    let b = Scope::new("owner-cross-B");
+    let _p = precise();
+    let small = OWNER_HEADER_MIN / 2;
+    let mut v: Vec<u8> = a.in_scope(|| (0..small).map(|i| i as u8).collect());
+    assert_eq!(
+        a.stats().live_usable,
+        mimalloc_good_size(small + OWNER_TRAILER_BYTES) as i64
+    );
+    // Trailer -> header.
+    a.in_scope(|| v.reserve_exact(4 * OWNER_HEADER_MIN - v.len()));
+    assert!(v.iter().enumerate().all(|(i, &x)| x == i as u8));
+    assert_eq!(a.stats().live_requested, (4 * OWNER_HEADER_MIN) as i64);
+    // Header -> trailer, in another scope: the old block goes back to A.
+    b.in_scope(|| v.shrink_to(small));
+    assert_eq!(v.capacity(), small);
+    assert!(v.iter().enumerate().all(|(i, &x)| x == i as u8));
+    assert_eq!(a.stats().live_requested, 0);
+    assert_eq!(b.stats().live_requested, small as i64);
+    drop(v);
+    assert_eq!((b.stats().live_requested, b.stats().live_usable), (0, 0));
 }
