@@ -250,10 +250,24 @@ fn bump(counter: &AtomicU64, value: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(value), Relaxed);
 }
 
+/// Counts a successful allocation.
+#[inline(always)]
+pub(crate) fn on_alloc(requested: usize, usable: usize, mode: u8) {
+    LOCAL.with(|l| count_alloc(l, requested, usable, mode))
+}
+
 /// Counts a successful allocation; returns the scope it is charged to.
 #[inline(always)]
-pub(crate) fn on_alloc(requested: usize, usable: usize, mode: u8) -> u32 {
+pub(crate) fn on_alloc_scoped(requested: usize, usable: usize, mode: u8) -> u32 {
     LOCAL.with(|l| {
+        count_alloc(l, requested, usable, mode);
+        l.scope.load(Relaxed)
+    })
+}
+
+#[inline(always)]
+fn count_alloc(l: &Local, requested: usize, usable: usize, mode: u8) {
+    {
         bump(&l.allocations, 1);
         let allocated = l
             .alloc_requested
@@ -264,8 +278,7 @@ pub(crate) fn on_alloc(requested: usize, usable: usize, mode: u8) -> u32 {
         if allocated > l.alloc_limit.get() {
             slow(l, mode);
         }
-        l.scope.load(Relaxed)
-    })
+    }
 }
 
 /// Counts a free charged to the current scope.

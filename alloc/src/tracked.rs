@@ -154,7 +154,7 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
         }
         // SAFETY: `inner` was just returned for `inner_layout`.
         let usable = unsafe { self.inner.usable_size(inner, inner_layout) };
-        let scope = thread::on_alloc(layout.size(), usable, Self::MODE);
+        let scope = thread::on_alloc_scoped(layout.size(), usable, Self::MODE);
         // SAFETY: the slot lies inside the inner block (its header or its last 4 bytes).
         unsafe { tag.slot(inner, layout.size()).write_unaligned(scope) };
         tag.user_ptr(inner)
