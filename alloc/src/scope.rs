@@ -265,10 +265,14 @@ pub struct ScopeStats {
 
 impl ScopeStats {
     fn read(scope: Scope) -> ScopeStats {
+        ScopeStats::read_named(scope, scope.name())
+    }
+
+    fn read_named(scope: Scope, name: &'static str) -> ScopeStats {
         let c = cell(scope.0);
         ScopeStats {
             scope,
-            name: scope.name(),
+            name,
             live_requested: c.live_requested.load(Relaxed),
             live_usable: c.live_usable.load(Relaxed),
             peak_requested: c.peak_requested.load(Relaxed),

@@ -267,17 +267,15 @@ pub(crate) fn on_alloc_scoped(requested: usize, usable: usize, mode: u8) -> u32 
 
 #[inline(always)]
 fn count_alloc(l: &Local, requested: usize, usable: usize, mode: u8) {
-    {
-        bump(&l.allocations, 1);
-        let allocated = l
-            .alloc_requested
-            .load(Relaxed)
-            .wrapping_add(requested as u64);
-        l.alloc_requested.store(allocated, Relaxed);
-        bump(&l.alloc_usable, usable as u64);
-        if allocated > l.alloc_limit.get() {
-            slow(l, mode);
-        }
+    bump(&l.allocations, 1);
+    let allocated = l
+        .alloc_requested
+        .load(Relaxed)
+        .wrapping_add(requested as u64);
+    l.alloc_requested.store(allocated, Relaxed);
+    bump(&l.alloc_usable, usable as u64);
+    if allocated > l.alloc_limit.get() {
+        slow(l, mode);
     }
 }
 

@@ -1,0 +1,477 @@
+//! The pool's accounting: consumers, reservations and pools that grant or
+//! refuse them, with DataFusion's semantics as the reference.
+//!
+//! ```text
+//!  MemoryConsumer::new("ExternalSorter[0]").with_can_spill(true).register(&pool)
+//!        │
+//!        ▼
+//!  MemoryReservation ── try_grow / grow / shrink / resize / split / free / Drop
+//!        │  asks                                   │ records (after the pool answered)
+//!        ▼                                         ▼
+//!  dyn MemoryPool: UnboundedPool, GreedyPool,   ledger(): reserved now/peak per consumer,
+//!  FairSpillPool, ArbiterPool                    tied to the consumer's scope
+//! ```
+//!
+//! A pool decides; the reservation keeps its own size and tells the ledger,
+//! so every pool is audited the same way. A refusal is a [`PoolError`] whose
+//! message names the top consumers with what they reserved **and** what
+//! their scopes really allocated.
+
+mod arbiter;
+mod fair;
+mod greedy;
+mod unbounded;
+
+pub use arbiter::ArbiterPool;
+pub use fair::FairSpillPool;
+pub use greedy::GreedyPool;
+pub use unbounded::UnboundedPool;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use memledger_alloc::Scope;
+
+use crate::ledger::{ConsumerId, ledger};
+
+/// A spill callback: asked to release about `wanted` bytes, it spills and
+/// shrinks its own reservation, and returns how many bytes it released.
+/// Called from the thread whose request needs the room; it must not wait on
+/// that thread.
+pub type SpillFn = Arc<dyn Fn(usize) -> usize + Send + Sync>;
+
+/// What a pool knows about a registered consumer. Shared by the
+/// reservations split from one registration.
+pub struct ConsumerInfo {
+    name: String,
+    can_spill: bool,
+    scope: Scope,
+    id: ConsumerId,
+    spill: Option<SpillFn>,
+    /// Bytes reserved by all reservations of this consumer.
+    reserved: AtomicU64,
+}
+
+impl ConsumerInfo {
+    /// The consumer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Whether it can spill to free memory.
+    pub fn can_spill(&self) -> bool {
+        self.can_spill
+    }
+    /// The scope its reservation is held against.
+    pub fn scope(&self) -> Scope {
+        self.scope
+    }
+    /// Its id in the ledger.
+    pub fn id(&self) -> ConsumerId {
+        self.id
+    }
+    /// Bytes it has reserved now.
+    pub fn reserved(&self) -> u64 {
+        self.reserved.load(Relaxed)
+    }
+    /// Its spill callback, if it registered one.
+    pub fn spill(&self) -> Option<&SpillFn> {
+        self.spill.as_ref()
+    }
+}
+
+impl fmt::Debug for ConsumerInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsumerInfo")
+            .field("name", &self.name)
+            .field("can_spill", &self.can_spill)
+            .field("reserved", &self.reserved())
+            .finish()
+    }
+}
+
+/// A memory pool: grants or refuses reservations against a limit.
+///
+/// Implementations only decide and keep their own totals; sizes per
+/// reservation and the ledger are kept by [`MemoryReservation`].
+pub trait MemoryPool: Send + Sync + fmt::Debug {
+    /// Short name used in errors and reports (`greedy`, `fair`, ...).
+    fn name(&self) -> &str;
+    /// The limit in bytes, `None` for unbounded.
+    fn limit(&self) -> Option<u64>;
+    /// Bytes reserved in this pool now.
+    fn reserved(&self) -> u64;
+    /// A consumer registered.
+    fn register(&self, _consumer: &Arc<ConsumerInfo>) {}
+    /// A consumer's last reservation was dropped.
+    fn unregister(&self, _consumer: &Arc<ConsumerInfo>) {}
+    /// Grants `additional` bytes unconditionally.
+    fn grow(&self, consumer: &ConsumerInfo, additional: u64);
+    /// Releases `shrink` bytes.
+    fn shrink(&self, consumer: &ConsumerInfo, shrink: u64);
+    /// Grants `additional` bytes if the limit allows, or refuses.
+    fn try_grow(&self, consumer: &ConsumerInfo, additional: u64) -> Result<(), PoolError>;
+}
+
+/// A refused reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolError {
+    /// The consumer that asked.
+    pub consumer: String,
+    /// Bytes it asked for.
+    pub requested: u64,
+    /// The pool's name.
+    pub pool: String,
+    /// The pool's limit.
+    pub limit: Option<u64>,
+    /// Bytes reserved in the pool when it refused.
+    pub reserved: u64,
+    /// The largest consumers: name, reserved bytes, bytes their scope really
+    /// allocated (live, requested).
+    pub top: Vec<(String, u64, i64)>,
+}
+
+/// Human bytes for messages: `4.0 MiB`.
+pub(crate) fn human(bytes: i64) -> String {
+    let b = bytes as f64;
+    let abs = b.abs();
+    if abs >= (1u64 << 30) as f64 {
+        format!("{:.1} GiB", b / (1u64 << 30) as f64)
+    } else if abs >= (1 << 20) as f64 {
+        format!("{:.1} MiB", b / (1 << 20) as f64)
+    } else if abs >= 1024.0 {
+        format!("{:.1} KiB", b / 1024.0)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Resources exhausted: failed to reserve {} for {} in {} pool",
+            human(self.requested as i64),
+            self.consumer,
+            self.pool
+        )?;
+        if let Some(limit) = self.limit {
+            write!(
+                f,
+                " (limit {}, {} reserved)",
+                human(limit as i64),
+                human(self.reserved as i64)
+            )?;
+        }
+        write!(f, ".")?;
+        if !self.top.is_empty() {
+            write!(f, " Top consumers:")?;
+            for (i, (name, reserved, allocated)) in self.top.iter().enumerate() {
+                let sep = if i == 0 { " " } else { "; " };
+                write!(
+                    f,
+                    "{sep}{name} reserved {}, allocated {}",
+                    human(*reserved as i64),
+                    human(*allocated)
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PoolError {}
+
+impl PoolError {
+    /// Builds the error for `consumer` asking `requested` bytes of `pool`,
+    /// naming the five largest live consumers.
+    pub fn new(pool: &dyn MemoryPool, consumer: &ConsumerInfo, requested: u64) -> PoolError {
+        let mut live: Vec<_> = ledger()
+            .consumers()
+            .into_iter()
+            .filter(|c| c.live)
+            .collect();
+        live.sort_by(|a, b| b.reserved.cmp(&a.reserved).then(a.name.cmp(&b.name)));
+        let top = live
+            .into_iter()
+            .take(5)
+            .map(|c| (c.name, c.reserved, c.scope.stats().live_requested))
+            .collect();
+        PoolError {
+            consumer: consumer.name.clone(),
+            requested,
+            pool: pool.name().to_string(),
+            limit: pool.limit(),
+            reserved: pool.reserved(),
+            top,
+        }
+    }
+}
+
+/// A named holder of reservations, before it registers with a pool.
+pub struct MemoryConsumer {
+    name: String,
+    can_spill: bool,
+    scope: Option<Scope>,
+    spill: Option<SpillFn>,
+}
+
+impl MemoryConsumer {
+    /// A consumer named `name` (e.g. `ExternalSorter[0]`), not spillable,
+    /// tied to the scope of the same name (inside [`measure`](crate::measure),
+    /// to the measurement's scope).
+    pub fn new(name: impl Into<String>) -> MemoryConsumer {
+        MemoryConsumer {
+            name: name.into(),
+            can_spill: false,
+            scope: None,
+            spill: None,
+        }
+    }
+
+    /// Whether it can spill.
+    pub fn with_can_spill(mut self, can_spill: bool) -> Self {
+        self.can_spill = can_spill;
+        self
+    }
+
+    /// Ties its reservations to `scope` instead of the scope of its name.
+    pub fn with_scope(mut self, scope: Scope) -> Self {
+        self.scope = Some(scope);
+        self
+    }
+
+    /// Registers a spill callback (used by [`ArbiterPool`]); implies `can_spill`.
+    pub fn with_spill(mut self, spill: SpillFn) -> Self {
+        self.spill = Some(spill);
+        self.can_spill = true;
+        self
+    }
+
+    /// Registers with `pool`; the returned reservation starts empty.
+    pub fn register(self, pool: &Arc<dyn MemoryPool>) -> MemoryReservation {
+        let scope = self
+            .scope
+            .or_else(crate::measure::measuring_scope)
+            .unwrap_or_else(|| Scope::new(&self.name));
+        let id = ledger().register(&self.name, self.can_spill, scope);
+        let info = Arc::new(ConsumerInfo {
+            name: self.name,
+            can_spill: self.can_spill,
+            scope,
+            id,
+            spill: self.spill,
+            reserved: AtomicU64::new(0),
+        });
+        pool.register(&info);
+        MemoryReservation {
+            registration: Arc::new(Registration {
+                pool: Arc::clone(pool),
+                info,
+            }),
+            size: 0,
+        }
+    }
+}
+
+struct Registration {
+    pool: Arc<dyn MemoryPool>,
+    info: Arc<ConsumerInfo>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.pool.unregister(&self.info);
+        ledger().unregister(self.info.id);
+    }
+}
+
+/// Bytes reserved for one consumer. Freed when dropped.
+///
+/// Invariant: `size` is what this reservation holds in its pool and in the
+/// ledger; every change goes through the pool first and the ledger after.
+pub struct MemoryReservation {
+    registration: Arc<Registration>,
+    size: u64,
+}
+
+impl fmt::Debug for MemoryReservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryReservation")
+            .field("consumer", &self.registration.info.name)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl MemoryReservation {
+    /// Bytes this reservation holds.
+    pub fn size(&self) -> usize {
+        self.size as usize
+    }
+
+    /// The consumer's name.
+    pub fn consumer_name(&self) -> &str {
+        &self.registration.info.name
+    }
+
+    /// The consumer as its pool sees it.
+    pub fn consumer(&self) -> &Arc<ConsumerInfo> {
+        &self.registration.info
+    }
+
+    fn added(&mut self, bytes: u64) {
+        self.size += bytes;
+        self.registration.info.reserved.fetch_add(bytes, Relaxed);
+        ledger().grow(self.registration.info.id, bytes as usize);
+    }
+
+    /// Reserves `bytes` more if the pool grants them.
+    pub fn try_grow(&mut self, bytes: usize) -> Result<(), PoolError> {
+        let reg = Arc::clone(&self.registration);
+        match reg.pool.try_grow(&reg.info, bytes as u64) {
+            Ok(()) => {
+                self.added(bytes as u64);
+                Ok(())
+            }
+            Err(e) => {
+                ledger().refused(reg.info.id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reserves `bytes` more, whatever the limit (for memory already in use).
+    pub fn grow(&mut self, bytes: usize) {
+        self.registration
+            .pool
+            .grow(&self.registration.info, bytes as u64);
+        self.added(bytes as u64);
+    }
+
+    /// Releases up to `bytes` (never more than this reservation holds).
+    pub fn shrink(&mut self, bytes: usize) {
+        let bytes = (bytes as u64).min(self.size);
+        if bytes == 0 {
+            return;
+        }
+        self.registration
+            .pool
+            .shrink(&self.registration.info, bytes);
+        self.size -= bytes;
+        self.registration.info.reserved.fetch_sub(bytes, Relaxed);
+        ledger().shrink(self.registration.info.id, bytes as usize);
+    }
+
+    /// Sets the size to `bytes`, asking the pool for any growth.
+    pub fn try_resize(&mut self, bytes: usize) -> Result<(), PoolError> {
+        let bytes = bytes as u64;
+        if bytes > self.size {
+            self.try_grow((bytes - self.size) as usize)
+        } else {
+            self.shrink((self.size - bytes) as usize);
+            Ok(())
+        }
+    }
+
+    /// Sets the size to `bytes`, whatever the limit.
+    pub fn resize(&mut self, bytes: usize) {
+        let bytes = bytes as u64;
+        if bytes > self.size {
+            self.grow((bytes - self.size) as usize);
+        } else {
+            self.shrink((self.size - bytes) as usize);
+        }
+    }
+
+    /// Releases everything; returns how much that was.
+    pub fn free(&mut self) -> usize {
+        let size = self.size as usize;
+        self.shrink(size);
+        size
+    }
+
+    /// Moves up to `bytes` of this reservation into a new one of the same
+    /// consumer (nothing is asked of the pool).
+    pub fn split(&mut self, bytes: usize) -> MemoryReservation {
+        let bytes = (bytes as u64).min(self.size);
+        self.size -= bytes;
+        MemoryReservation {
+            registration: Arc::clone(&self.registration),
+            size: bytes,
+        }
+    }
+
+    /// A new, empty reservation of the same consumer.
+    pub fn new_empty(&self) -> MemoryReservation {
+        MemoryReservation {
+            registration: Arc::clone(&self.registration),
+            size: 0,
+        }
+    }
+}
+
+impl Drop for MemoryReservation {
+    fn drop(&mut self) {
+        self.free();
+    }
+}
+
+/// The kinds of pool, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    Unbounded,
+    Greedy,
+    Fair,
+    Arbiter,
+}
+
+impl PoolKind {
+    /// `unbounded`, `greedy`, `fair` or `arbiter`.
+    pub fn name(self) -> &'static str {
+        match self {
+            PoolKind::Unbounded => "unbounded",
+            PoolKind::Greedy => "greedy",
+            PoolKind::Fair => "fair",
+            PoolKind::Arbiter => "arbiter",
+        }
+    }
+
+    /// A pool of this kind; `None` as limit gives an unbounded pool.
+    pub fn build(self, limit: Option<u64>) -> Arc<dyn MemoryPool> {
+        match (self, limit) {
+            (_, None) | (PoolKind::Unbounded, _) => Arc::new(UnboundedPool::new()),
+            (PoolKind::Greedy, Some(l)) => Arc::new(GreedyPool::new(l)),
+            (PoolKind::Fair, Some(l)) => Arc::new(FairSpillPool::new(l)),
+            (PoolKind::Arbiter, Some(l)) => Arc::new(ArbiterPool::new(l)),
+        }
+    }
+}
+
+impl FromStr for PoolKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "unbounded" => Ok(PoolKind::Unbounded),
+            "greedy" => Ok(PoolKind::Greedy),
+            "fair" => Ok(PoolKind::Fair),
+            "arbiter" => Ok(PoolKind::Arbiter),
+            other => Err(format!(
+                "unknown pool `{other}` (expected unbounded, greedy, fair or arbiter)"
+            )),
+        }
+    }
+}
+
+/// The limit in `MEMLEDGER_MEMORY_LIMIT` (bytes), if set and valid.
+pub fn limit_from_env() -> Option<u64> {
+    std::env::var("MEMLEDGER_MEMORY_LIMIT")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A pool of `kind` limited by `MEMLEDGER_MEMORY_LIMIT` (unset: unbounded).
+pub fn pool_from_env(kind: PoolKind) -> Arc<dyn MemoryPool> {
+    kind.build(limit_from_env())
+}

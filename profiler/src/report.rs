@@ -1,0 +1,305 @@
+//! The child's report: `memledger.report/1`.
+//!
+//! This is the contract between a measured process and whoever reads its
+//! figures (`mem_profile`, CI scripts, people). Every byte figure is an
+//! integer in bytes; signed where counting-mode attribution can make it
+//! negative (a scope or thread that frees more than it allocated).
+//!
+//! Compatibility: readers accept any `memledger.report/<major>` whose major
+//! they know ([`REPORT_MAJOR`]) and ignore unknown fields, so minor additions
+//! never break an older reader. [`Report::from_json`] refuses an unknown major
+//! with a message that says which versions it reads.
+
+use serde::{Deserialize, Serialize};
+
+/// The schema tag written into every report.
+pub const REPORT_SCHEMA: &str = "memledger.report/1";
+/// The major version of [`REPORT_SCHEMA`] this crate reads and writes.
+pub const REPORT_MAJOR: u32 = 1;
+
+/// One process's memory report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Always [`REPORT_SCHEMA`] for reports written by this crate.
+    pub schema: String,
+    /// What wrote it: `memledger-profiler <version>`.
+    #[serde(default)]
+    pub tool: String,
+    /// A free label, e.g. the query id the process ran.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// `counting`, `owner`, or `none` when the tracked allocator is not installed.
+    #[serde(default)]
+    pub attribution: String,
+    /// The pool kind the session ran under (`unbounded`, `greedy`, `fair`, `arbiter`, ...).
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// The pool limit in bytes, if any.
+    #[serde(default)]
+    pub memory_limit_bytes: Option<u64>,
+    /// Wall time of the session in milliseconds.
+    #[serde(default)]
+    pub wall_ms: u64,
+    /// An error the measured work ended with (e.g. a pool refusal), verbatim.
+    #[serde(default)]
+    pub error: Option<String>,
+    pub process: ProcessReport,
+    pub heap: HeapReport,
+    #[serde(default)]
+    pub threads: Vec<ThreadReport>,
+    #[serde(default)]
+    pub scopes: Vec<ScopeReport>,
+    #[serde(default)]
+    pub consumers: Vec<ConsumerReport>,
+    pub audit: AuditReport,
+    #[serde(default)]
+    pub timeline: Timeline,
+    #[serde(default)]
+    pub external: Vec<ExternalReport>,
+}
+
+/// What the kernel (and mimalloc, when it is the inner allocator) says about the process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessReport {
+    pub pid: u32,
+    /// Resident set size when the report was written (`VmRSS`).
+    pub rss_bytes: u64,
+    /// Peak resident set size (`VmHWM` from `/proc/self/status`).
+    pub peak_rss_bytes: u64,
+    /// `VmHWM` as read, kept under its kernel name for cross-checks.
+    pub vm_hwm_bytes: u64,
+    /// mimalloc's own `mi_process_info` peak RSS, when mimalloc is the inner allocator.
+    #[serde(default)]
+    pub mimalloc_peak_rss_bytes: Option<u64>,
+    /// mimalloc's own `mi_process_info` peak commit, when mimalloc is the inner allocator.
+    #[serde(default)]
+    pub mimalloc_peak_commit_bytes: Option<u64>,
+}
+
+/// The global allocator's figures for the whole process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HeapReport {
+    pub live_requested_bytes: i64,
+    pub live_usable_bytes: i64,
+    pub peak_requested_bytes: i64,
+    pub peak_usable_bytes: i64,
+    pub total_requested_bytes: u64,
+    pub total_usable_bytes: u64,
+    pub allocations: u64,
+    pub deallocations: u64,
+    pub reallocations: u64,
+    /// Peaks are published from thread-local deltas: each may be off by at most
+    /// this many bytes (live threads × flush threshold). Live and total figures are exact.
+    pub peak_error_bytes: u64,
+}
+
+/// One OS thread (or the `exited` row holding every thread that ended).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ThreadReport {
+    /// Kernel thread id; 0 for the `exited` row.
+    pub tid: u64,
+    pub name: String,
+    pub exited: bool,
+    pub live_requested_bytes: i64,
+    pub peak_requested_bytes: i64,
+    pub total_requested_bytes: u64,
+    pub allocations: u64,
+    pub deallocations: u64,
+}
+
+/// One scope: what its code allocated, what its consumers reserved, and the gap.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScopeReport {
+    pub name: String,
+    pub live_requested_bytes: i64,
+    pub live_usable_bytes: i64,
+    pub peak_requested_bytes: i64,
+    pub peak_usable_bytes: i64,
+    pub total_requested_bytes: u64,
+    pub allocations: u64,
+    pub deallocations: u64,
+    /// Reserved now by the consumers tied to this scope.
+    pub reserved_bytes: u64,
+    /// Highest reserved value of those consumers together.
+    pub reserved_peak_bytes: u64,
+    /// `live_requested - reserved` now.
+    pub untracked_bytes: i64,
+    /// Highest `live_requested - reserved` the sampler or the ledger saw.
+    pub untracked_peak_bytes: i64,
+    /// Bytes outside the global allocator reported by hand for this scope.
+    pub external_bytes: u64,
+}
+
+/// One holder of a reservation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConsumerReport {
+    pub name: String,
+    /// The scope its reservation is held against.
+    pub scope: String,
+    pub can_spill: bool,
+    pub reserved_bytes: u64,
+    pub reserved_peak_bytes: u64,
+    /// Reservation requests the pool refused.
+    #[serde(default)]
+    pub refusals: u64,
+    /// Times the pool asked it to spill (arbiter pools).
+    #[serde(default)]
+    pub spills: u64,
+}
+
+/// Reserved vs. allocated vs. resident.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuditReport {
+    /// Reserved by all consumers now.
+    pub reserved_bytes: u64,
+    pub reserved_peak_bytes: u64,
+    /// Global `heap live (requested) - reserved` now.
+    pub untracked_bytes: i64,
+    /// The time-aligned peaks: at each peak, the other two values.
+    pub peaks: AlignedPeaks,
+    /// The largest untracked value seen.
+    pub drift_peak: DriftPeak,
+    /// Every scope with live or reserved bytes at the sample where the heap
+    /// was highest: which code held the heap at its peak, against its reservations.
+    #[serde(default)]
+    pub scopes_at_heap_peak: Vec<ScopeAtPeak>,
+}
+
+/// One scope at the heap peak.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScopeAtPeak {
+    pub scope: String,
+    pub live_requested_bytes: i64,
+    pub reserved_bytes: u64,
+}
+
+/// The values of RSS, heap and reserved at one instant.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instant {
+    /// Milliseconds since the session started.
+    pub t_ms: u64,
+    pub rss_bytes: u64,
+    pub heap_live_bytes: i64,
+    pub reserved_bytes: u64,
+}
+
+impl Instant {
+    /// `heap_live - reserved` at this instant.
+    pub fn untracked_bytes(&self) -> i64 {
+        self.heap_live_bytes - self.reserved_bytes as i64
+    }
+}
+
+/// At the RSS peak, the heap peak and the reserved peak: all three values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlignedPeaks {
+    pub rss: Instant,
+    pub heap: Instant,
+    pub reserved: Instant,
+}
+
+/// The largest gap between heap and reservations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DriftPeak {
+    pub untracked_bytes: i64,
+    pub t_ms: u64,
+    pub heap_live_bytes: i64,
+    pub reserved_bytes: u64,
+    /// The consumer whose reservation changed last before that instant.
+    pub consumer: Option<String>,
+}
+
+/// The sampled timeline, bounded in memory (downsampled, extremes kept).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    pub interval_ms: u64,
+    /// True when samples were merged to stay within the bound.
+    pub downsampled: bool,
+    pub samples: Vec<Sample>,
+}
+
+/// One timeline sample.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    pub t_ms: u64,
+    pub rss_bytes: u64,
+    pub heap_live_bytes: i64,
+    pub reserved_bytes: u64,
+    pub untracked_bytes: i64,
+    /// The largest scopes by live bytes at that instant: `[name, live_requested_bytes]`.
+    #[serde(default)]
+    pub top_scopes: Vec<(String, i64)>,
+}
+
+/// Memory outside the global allocator, reported by hand.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExternalReport {
+    pub scope: String,
+    pub bytes: u64,
+    pub peak_bytes: u64,
+}
+
+/// Why a report could not be read.
+#[derive(Debug)]
+pub enum ReportError {
+    /// Not JSON, or JSON of the wrong shape.
+    Malformed(String),
+    /// A `schema` this reader does not know.
+    UnknownSchema(String),
+}
+
+impl std::fmt::Display for ReportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReportError::Malformed(why) => write!(f, "malformed memledger report: {why}"),
+            ReportError::UnknownSchema(found) => write!(
+                f,
+                "unsupported report schema `{found}`: this memledger reads memledger.report/{REPORT_MAJOR}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ReportError {}
+
+/// Splits `"<family>/<major>[.<minor>]"` into family and major.
+pub fn schema_major(tag: &str) -> Option<(&str, u32)> {
+    let (family, version) = tag.rsplit_once('/')?;
+    let major = version.split('.').next()?.parse().ok()?;
+    Some((family, major))
+}
+
+impl Report {
+    /// An empty report with the current schema tag.
+    pub fn new() -> Self {
+        Report {
+            schema: REPORT_SCHEMA.to_string(),
+            tool: concat!("memledger-profiler ", env!("CARGO_PKG_VERSION")).to_string(),
+            ..Report::default()
+        }
+    }
+
+    /// Parses a report, refusing an unknown schema family or major version.
+    pub fn from_json(text: &str) -> Result<Report, ReportError> {
+        #[derive(Deserialize)]
+        struct Tag {
+            schema: Option<String>,
+        }
+        let tag: Tag =
+            serde_json::from_str(text).map_err(|e| ReportError::Malformed(e.to_string()))?;
+        let schema = tag
+            .schema
+            .ok_or_else(|| ReportError::Malformed("no `schema` field".into()))?;
+        match schema_major(&schema) {
+            Some(("memledger.report", REPORT_MAJOR)) => {}
+            _ => return Err(ReportError::UnknownSchema(schema)),
+        }
+        serde_json::from_str(text).map_err(|e| ReportError::Malformed(e.to_string()))
+    }
+
+    /// Pretty JSON.
+    pub fn to_json(&self) -> String {
+        // Serializing plain structs of numbers and strings cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
