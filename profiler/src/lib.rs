@@ -19,7 +19,7 @@
 //! ```
 //!
 //! - [`pool`]: the `MemoryPool` trait, consumers and RAII reservations, four pools.
-//! - [`ledger`]: reserved figures per consumer and scope, external bytes.
+//! - [`mod@ledger`]: reserved figures per consumer and scope, external bytes.
 //! - [`sampler`], [`session`], [`report`], [`summary`](summary()): the audit over time.
 //! - [`measure`](measure()): one region of code, isolated, for tests.
 //!

@@ -219,7 +219,7 @@ pub struct MemoryConsumer {
 
 impl MemoryConsumer {
     /// A consumer named `name` (e.g. `ExternalSorter[0]`), not spillable,
-    /// tied to the scope of the same name (inside [`measure`](crate::measure),
+    /// tied to the scope of the same name (inside [`measure`](crate::measure()),
     /// to the measurement's scope).
     pub fn new(name: impl Into<String>) -> MemoryConsumer {
         MemoryConsumer {
