@@ -403,6 +403,17 @@ impl MemoryReservation {
         }
     }
 
+    /// Moves everything `other` holds into this reservation, if both belong
+    /// to the same consumer (as after [`split`](Self::split) or
+    /// [`new_empty`](Self::new_empty)); otherwise `other` is simply dropped,
+    /// which frees it. Nothing is asked of the pool.
+    pub fn merge(&mut self, mut other: MemoryReservation) {
+        if Arc::ptr_eq(&self.registration, &other.registration) {
+            self.size += other.size;
+            other.size = 0;
+        }
+    }
+
     /// A new, empty reservation of the same consumer.
     pub fn new_empty(&self) -> MemoryReservation {
         MemoryReservation {
