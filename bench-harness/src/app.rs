@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::classify::{ReportState, classify};
-use crate::cli::{BlessArgs, Cli, Command, CompareArgs, RunArgs, ShowArgs};
+use crate::cli::{BlessArgs, Cli, Command, CompareArgs, RunArgs, ShowArgs, SuiteName};
 use crate::compare::Rules;
 use crate::export::{Format, exporter, one_line, status_cell};
 use crate::output::{RunWriter, SUMMARY_FILE, write_atomic};
@@ -89,7 +89,10 @@ fn emit(text: &str) {
 fn run(args: RunArgs) -> Result<u8, String> {
     let mut suite = match &args.cmd {
         Some(template) => Suite::from_template(template, args.queries.as_deref())?,
-        None => Suite::builtin(&exe_dir()?)?,
+        None => match args.suite {
+            SuiteName::Builtin => Suite::builtin(&exe_dir()?, args.scale)?,
+            SuiteName::Tpch => Suite::tpch(&exe_dir()?, args.scale)?,
+        },
     };
     suite.pick(&args.query)?;
     let launcher =

@@ -51,6 +51,9 @@ pub enum Command {
 pub enum SuiteName {
     /// The `memledger-suite` binary next to `mem_profile`.
     Builtin,
+    /// The 22 TPC-H queries on DataFusion: `memledger-tpch` (from
+    /// `integrations/datafusion`) next to `mem_profile` or on `PATH`.
+    Tpch,
 }
 
 /// `mem_profile run`.
@@ -59,6 +62,11 @@ pub struct RunArgs {
     /// The suite to run (when no --cmd is given).
     #[arg(long, value_enum, default_value_t = SuiteName::Builtin, conflicts_with = "cmd")]
     pub suite: SuiteName,
+
+    /// Data scale passed to the suite binary as `--scale F` (builtin: 1.0 is a
+    /// few hundred MB per query; tpch: the TPC-H scale factor, default 0.1).
+    #[arg(long, value_name = "F", conflicts_with = "cmd")]
+    pub scale: Option<f64>,
 
     /// An external benchmark command; `{query}` is replaced by each query.
     /// Split into words like a shell would (quotes, backslashes), never run

@@ -29,6 +29,9 @@ pub const BUILTIN_QUERIES: [&str; 5] = ["sort", "aggregate", "join", "topk", "ar
 /// The file name of the built-in suite binary, looked up next to `mem_profile`.
 pub const BUILTIN_BINARY: &str = "memledger-suite";
 
+/// The TPC-H benchmark binary of `integrations/datafusion`.
+pub const TPCH_BINARY: &str = "memledger-tpch";
+
 /// The placeholder replaced by the query's text in a `--cmd` template.
 pub const PLACEHOLDER: &str = "{query}";
 
@@ -80,7 +83,7 @@ impl Suite {
     ///
     /// Fails when the suite binary is not in `dir` (normally the directory of
     /// the running `mem_profile`).
-    pub fn builtin(dir: &Path) -> Result<Suite, String> {
+    pub fn builtin(dir: &Path, scale: Option<f64>) -> Result<Suite, String> {
         let program = dir.join(BUILTIN_BINARY);
         if !is_executable(&program) {
             return Err(format!(
@@ -89,10 +92,16 @@ impl Suite {
                 program.display()
             ));
         }
+        let mut words = vec![program.display().to_string(), PLACEHOLDER.to_string()];
+        let mut command = format!("{BUILTIN_BINARY} {PLACEHOLDER}");
+        if let Some(scale) = scale {
+            words.extend(["--scale".to_string(), scale.to_string()]);
+            command.push_str(&format!(" --scale {scale}"));
+        }
         Ok(Suite {
             kind: "builtin",
-            command: format!("{BUILTIN_BINARY} {PLACEHOLDER}"),
-            words: vec![program.display().to_string(), PLACEHOLDER.to_string()],
+            command,
+            words,
             program,
             queries: BUILTIN_QUERIES
                 .iter()
@@ -105,6 +114,28 @@ impl Suite {
     ///
     /// Without a list, a template that has no `{query}` is one query named
     /// `cmd`; a template that has one needs a list.
+    /// The TPC-H suite: `memledger-tpch <1..22> [--scale F]`, the binary
+    /// found next to `mem_profile` (in `dir`) or on `PATH`.
+    pub fn tpch(dir: &Path, scale: Option<f64>) -> Result<Suite, String> {
+        let local = dir.join(TPCH_BINARY);
+        let program = if is_executable(&local) {
+            local.display().to_string()
+        } else {
+            TPCH_BINARY.to_string()
+        };
+        let mut template = format!("{program} {PLACEHOLDER}");
+        if let Some(scale) = scale {
+            template.push_str(&format!(" --scale {scale}"));
+        }
+        let mut suite = Suite::from_template(&template, Some("1..22")).map_err(|e| {
+            format!("{e} (build it with `cargo build --release` in integrations/datafusion and put it on PATH, or use --cmd)")
+        })?;
+        suite.kind = "tpch";
+        Ok(suite)
+    }
+
+    /// An external benchmark: `template` split into words, `{query}` replaced
+    /// by each query of `queries` (a list such as `1..22,25`).
     pub fn from_template(template: &str, queries: Option<&str>) -> Result<Suite, String> {
         let words = split_words(template)?;
         let Some(first) = words.first() else {
@@ -446,7 +477,7 @@ mod tests {
         let err = resolve_program(plain.to_str().unwrap()).unwrap_err();
         assert!(err.contains("not executable"), "{err}");
         assert!(
-            Suite::builtin(dir.path())
+            Suite::builtin(dir.path(), None)
                 .unwrap_err()
                 .contains(BUILTIN_BINARY)
         );

@@ -210,18 +210,25 @@ fn usage_errors_are_one_line_and_exit_2() {
 }
 
 #[test]
-fn the_builtin_suite_needs_its_binary() {
-    let exe = common::exe();
-    let suite_binary = exe.parent().unwrap().join("memledger-suite");
-    if suite_binary.exists() {
-        eprintln!("memledger-suite is built: nothing to check here");
-        return;
-    }
+fn the_builtin_suite_runs_with_its_scale() {
     let dir = tempfile::tempdir().unwrap();
-    let output = mem_profile(dir.path(), &["run"]);
-    assert_eq!(output.status.code(), Some(2));
-    let err = assert_one_line_error(&output);
-    assert!(err.contains("`memledger-suite` is not installed"), "{err}");
+    let output = mem_profile(dir.path(), &["run", "--scale", "0.02", "-q", "sort,topk"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let run = run_json(&dir.path().join("mem_profile_out/run.json"));
+    assert!(
+        run["context"]["command"]
+            .as_str()
+            .unwrap()
+            .contains("--scale 0.02"),
+        "{run}"
+    );
+    let queries = run["queries"].as_array().unwrap();
+    assert_eq!(queries.len(), 2);
+    for q in queries {
+        assert_eq!(q["status"], "ok", "{q}");
+        assert!(q["heap_peak_bytes"].as_u64().unwrap() > 0);
+        assert!(q["reserved_peak_bytes"].as_u64().unwrap() > 0);
+    }
 }
 
 #[test]
