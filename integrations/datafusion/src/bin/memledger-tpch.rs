@@ -94,7 +94,7 @@ fn main() -> ExitCode {
         eprintln!("memledger-tpch: error: unknown query `{query}` (expected 1..22 or q1..q22)");
         return ExitCode::from(2);
     };
-    if !(cli.scale > 0.0) || cli.partitions == 0 || cli.batch_size == 0 {
+    if cli.scale.is_nan() || cli.scale <= 0.0 || cli.partitions == 0 || cli.batch_size == 0 {
         eprintln!("memledger-tpch: error: --scale, --partitions and --batch-size must be positive");
         return ExitCode::from(2);
     }
