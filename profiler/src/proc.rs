@@ -9,14 +9,7 @@ fn page_size() -> u64 {
 
 /// Resident set size now, from `/proc/self/statm` (0 if unreadable).
 pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-        })
-        .map_or(0, |pages| pages * page_size())
+    Statm::open().rss_bytes()
 }
 
 /// `/proc/self/statm` kept open, read again with `pread` at each sample
