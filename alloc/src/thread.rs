@@ -64,17 +64,22 @@ pub(crate) struct Local {
     alloc_limit: Cell<u64>,
     /// Likewise for frees and `free_requested` (net change below `-FLUSH_BYTES`).
     free_limit: Cell<u64>,
-    allocations: AtomicU64,
-    deallocations: AtomicU64,
+    /// Allocations (bits 44..) and their usable bytes (bits 0..44) since the
+    /// last fold: one add per allocation for both figures.
+    alloc_packed: AtomicU64,
+    free_packed: AtomicU64,
     alloc_requested: AtomicU64,
     free_requested: AtomicU64,
-    alloc_usable: AtomicU64,
-    free_usable: AtomicU64,
     scope: AtomicU32,
     state: Cell<u8>,
     precise: Cell<u8>,
     // Cold.
     reallocations: AtomicU64,
+    /// Folded from the packed words by the cold path.
+    allocations: AtomicU64,
+    deallocations: AtomicU64,
+    alloc_usable: AtomicU64,
+    free_usable: AtomicU64,
     /// How much of each cumulative counter has been published to a scope.
     mark: [AtomicU64; 6],
     peak_requested: AtomicI64,
@@ -88,16 +93,18 @@ impl Local {
         Local {
             alloc_limit: Cell::new(0),
             free_limit: Cell::new(0),
-            allocations: AtomicU64::new(0),
-            deallocations: AtomicU64::new(0),
+            alloc_packed: AtomicU64::new(0),
+            free_packed: AtomicU64::new(0),
             alloc_requested: AtomicU64::new(0),
             free_requested: AtomicU64::new(0),
-            alloc_usable: AtomicU64::new(0),
-            free_usable: AtomicU64::new(0),
             scope: AtomicU32::new(0),
             state: Cell::new(UNINIT),
             precise: Cell::new(0),
             reallocations: AtomicU64::new(0),
+            allocations: AtomicU64::new(0),
+            deallocations: AtomicU64::new(0),
+            alloc_usable: AtomicU64::new(0),
+            free_usable: AtomicU64::new(0),
             mark: [const { AtomicU64::new(0) }; 6],
             peak_requested: AtomicI64::new(0),
             tid: AtomicU64::new(0),
@@ -107,13 +114,15 @@ impl Local {
     }
 
     fn cumulative(&self) -> Delta {
+        let ap = self.alloc_packed.load(Relaxed);
+        let fp = self.free_packed.load(Relaxed);
         Delta {
             alloc_requested: self.alloc_requested.load(Relaxed),
             free_requested: self.free_requested.load(Relaxed),
-            alloc_usable: self.alloc_usable.load(Relaxed),
-            free_usable: self.free_usable.load(Relaxed),
-            allocations: self.allocations.load(Relaxed),
-            deallocations: self.deallocations.load(Relaxed),
+            alloc_usable: self.alloc_usable.load(Relaxed) + unpack_bytes(ap),
+            free_usable: self.free_usable.load(Relaxed) + unpack_bytes(fp),
+            allocations: self.allocations.load(Relaxed) + unpack_count(ap),
+            deallocations: self.deallocations.load(Relaxed) + unpack_count(fp),
         }
     }
 
@@ -152,6 +161,16 @@ impl Local {
         self.alloc_requested
             .load(Relaxed)
             .wrapping_sub(self.free_requested.load(Relaxed)) as i64
+    }
+
+    /// Moves the packed counts into the wide counters (cold path only).
+    fn fold(&self) {
+        let ap = self.alloc_packed.swap(0, Relaxed);
+        let fp = self.free_packed.swap(0, Relaxed);
+        bump(&self.allocations, unpack_count(ap));
+        bump(&self.alloc_usable, unpack_bytes(ap));
+        bump(&self.deallocations, unpack_count(fp));
+        bump(&self.free_usable, unpack_bytes(fp));
     }
 
     /// Net requested bytes not yet published (may be negative).
@@ -244,6 +263,26 @@ impl Delta {
 // The hot path.
 // ---------------------------------------------------------------------------
 
+/// Packed words: one operation counted in the top 20 bits, usable bytes below.
+/// The cold path folds them into the wide counters at least once per
+/// `FLUSH_BYTES` of requested bytes, so neither field can overflow: at most
+/// 65 536 operations (of at least one byte) and a few MiB of usable bytes per fold.
+const COUNT_SHIFT: u32 = 44;
+const BYTES_MASK: u64 = (1 << COUNT_SHIFT) - 1;
+
+#[inline(always)]
+fn pack(usable: usize) -> u64 {
+    (1 << COUNT_SHIFT) + usable as u64
+}
+
+fn unpack_count(word: u64) -> u64 {
+    word >> COUNT_SHIFT
+}
+
+fn unpack_bytes(word: u64) -> u64 {
+    word & BYTES_MASK
+}
+
 /// Adds `value` to a counter only this thread writes: a load and a store, no lock prefix.
 #[inline(always)]
 fn bump(counter: &AtomicU64, value: u64) {
@@ -267,13 +306,12 @@ pub(crate) fn on_alloc_scoped(requested: usize, usable: usize, mode: u8) -> u32 
 
 #[inline(always)]
 fn count_alloc(l: &Local, requested: usize, usable: usize, mode: u8) {
-    bump(&l.allocations, 1);
+    bump(&l.alloc_packed, pack(usable));
     let allocated = l
         .alloc_requested
         .load(Relaxed)
         .wrapping_add(requested as u64);
     l.alloc_requested.store(allocated, Relaxed);
-    bump(&l.alloc_usable, usable as u64);
     if allocated > l.alloc_limit.get() {
         slow(l, mode);
     }
@@ -283,13 +321,12 @@ fn count_alloc(l: &Local, requested: usize, usable: usize, mode: u8) {
 #[inline(always)]
 pub(crate) fn on_free(requested: usize, usable: usize, mode: u8) {
     LOCAL.with(|l| {
-        bump(&l.deallocations, 1);
+        bump(&l.free_packed, pack(usable));
         let freed = l
             .free_requested
             .load(Relaxed)
             .wrapping_add(requested as u64);
         l.free_requested.store(freed, Relaxed);
-        bump(&l.free_usable, usable as u64);
         if freed > l.free_limit.get() {
             slow(l, mode);
         }
@@ -411,6 +448,7 @@ fn charge_owner(owner: u32, requested: usize, usable: usize, deallocations: u64)
 #[cold]
 #[inline(never)]
 fn slow(l: &Local, mode: u8) {
+    l.fold();
     match l.state.get() {
         UNINIT => register(l, mode),
         // Fired early: the pending change is still within bounds.
@@ -502,6 +540,8 @@ fn fold_into_exited(l: &Local) {
     EXITED.free_usable.fetch_add(c.free_usable, Relaxed);
     raise(&EXITED.peak_requested, l.peak_requested.load(Relaxed));
     for counter in [
+        &l.alloc_packed,
+        &l.free_packed,
         &l.allocations,
         &l.deallocations,
         &l.reallocations,
