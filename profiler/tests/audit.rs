@@ -28,7 +28,7 @@ fn a_consumer_reserving_1_mib_while_allocating_3_mib_shows_2_mib_untracked() {
     let mut r = MemoryConsumer::new("ToyOperator[0]").register(&pool);
     r.try_grow(MIB as usize).unwrap();
     let data = Scope::new("ToyOperator[0]").in_scope(|| vec![7u8; 3 * MIB as usize]);
-    std::thread::sleep(Duration::from_millis(30));
+    std::thread::sleep(Duration::from_millis(100));
     let report = session.finish().unwrap();
     let scope = report
         .scopes
@@ -73,10 +73,10 @@ fn time_aligned_peaks_come_from_real_samples() {
     // Heap peak first (40 MiB, 1 MiB reserved), reserved peak later (8 MiB reserved, little heap).
     r.try_grow(MIB as usize).unwrap();
     let big = vec![1u8; 40 * MIB as usize];
-    std::thread::sleep(Duration::from_millis(40));
+    std::thread::sleep(Duration::from_millis(120));
     drop(big);
     r.try_grow(7 * MIB as usize).unwrap();
-    std::thread::sleep(Duration::from_millis(40));
+    std::thread::sleep(Duration::from_millis(120));
     let report = session.finish().unwrap();
     let p = report.audit.peaks;
     assert!(
@@ -156,6 +156,7 @@ fn reports_round_trip_and_unknown_majors_are_refused() {
 
 #[test]
 fn two_concurrent_measurements_see_only_their_own_allocations() {
+    let _s = serial();
     let handles: Vec<_> = [3usize, 5]
         .into_iter()
         .map(|mib| {
