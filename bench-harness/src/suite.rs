@@ -110,10 +110,6 @@ impl Suite {
         })
     }
 
-    /// A suite from a `--cmd` template and a `--queries` list.
-    ///
-    /// Without a list, a template that has no `{query}` is one query named
-    /// `cmd`; a template that has one needs a list.
     /// The TPC-H suite: `memledger-tpch <1..22> [--scale F]`, the binary
     /// found next to `mem_profile` (in `dir`) or on `PATH`.
     pub fn tpch(dir: &Path, scale: Option<f64>) -> Result<Suite, String> {
@@ -136,6 +132,9 @@ impl Suite {
 
     /// An external benchmark: `template` split into words, `{query}` replaced
     /// by each query of `queries` (a list such as `1..22,25`).
+    ///
+    /// Without a list, a template that has no `{query}` is one query named
+    /// `cmd`; a template that has one needs a list.
     pub fn from_template(template: &str, queries: Option<&str>) -> Result<Suite, String> {
         let words = split_words(template)?;
         let Some(first) = words.first() else {
@@ -480,6 +479,34 @@ mod tests {
             Suite::builtin(dir.path(), None)
                 .unwrap_err()
                 .contains(BUILTIN_BINARY)
+        );
+    }
+
+    #[test]
+    fn the_builtin_suite_passes_its_scale_to_every_query() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join(BUILTIN_BINARY);
+        std::fs::write(&binary, "").unwrap();
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let program = binary.display().to_string();
+
+        let suite = Suite::builtin(dir.path(), Some(0.05)).unwrap();
+        assert_eq!(suite.command, "memledger-suite {query} --scale 0.05");
+        let ids: Vec<_> = suite.queries.iter().map(|q| q.id.as_str()).collect();
+        assert_eq!(ids, BUILTIN_QUERIES);
+        for query in &suite.queries {
+            assert_eq!(
+                suite.argv(query),
+                vec![program.as_str(), query.id.as_str(), "--scale", "0.05"]
+            );
+        }
+
+        let plain = Suite::builtin(dir.path(), None).unwrap();
+        assert_eq!(plain.command, "memledger-suite {query}");
+        assert_eq!(
+            plain.argv(&plain.queries[0]),
+            vec![program.as_str(), "sort"]
         );
     }
 }

@@ -6,26 +6,36 @@
 //! resident, over time, and writes the `memledger.report/1` JSON report.
 //!
 //! ```text
-//!   operator code ──allocates──► memledger-alloc: live/peak per scope, per thread
-//!        │
-//!        └─reserves─► MemoryReservation ─► MemoryPool (unbounded, greedy, fair, arbiter)
-//!                            │                     decides: grant / refuse (PoolError)
-//!                            ▼
-//!                         ledger(): reserved now/peak per consumer, tied to a scope
-//!                            │
-//!   Session ── sampler thread (every MEMLEDGER_SAMPLE_MS): RSS, heap, reserved
-//!        │      timeline, time-aligned peaks, drift peak, scopes at the heap peak
+//!   operator code ──allocates (inside its scope)──► memledger-alloc: live/peak per scope, per thread
+//!        │                                                   │
+//!        └─reserves─► MemoryReservation ─► MemoryPool        │
+//!                            │   (unbounded, greedy, fair, arbiter: grant / refuse with PoolError)
+//!                            ▼                               │
+//!                  ledger(): reserved now/peak per consumer  │
+//!                  and per scope, external bytes             │
+//!                            │                               │
+//!                            └──────► audit ◄────────────────┘  untracked = live − reserved
+//!                                       │
+//!   Session ── sampler thread (every MEMLEDGER_SAMPLE_MS): RSS, heap, reserved:
+//!        │      bounded timeline, time-aligned peaks, drift peak, scopes at the heap peak
 //!        └─ finish / Drop ─► report::Report (JSON to MEMLEDGER_REPORT), summary()
 //! ```
 //!
-//! - [`pool`]: the `MemoryPool` trait, consumers and RAII reservations, four pools.
+//! - [`pool`]: the [`MemoryPool`] trait, consumers and RAII reservations, four pools.
 //! - [`mod@ledger`]: reserved figures per consumer and scope, external bytes.
+//! - [`audit`]: reserved held against allocated, per scope and for the process.
 //! - [`sampler`], [`session`], [`report`], [`summary`](summary()): the audit over time.
-//! - [`measure`](measure()): one region of code, isolated, for tests.
+//! - [`mod@measure`]: one region of code, isolated, for tests.
 //!
 //! **untracked** = live heap − reserved: heap the pool does not know about
-//! (negative: over-reservation).
+//! (negative: over-reservation). The heap figures need the tracked
+//! allocator installed as the `#[global_allocator]`; without it, the pools,
+//! the ledger and the report still work and every heap figure is 0.
 
+#![warn(missing_docs)]
+
+pub mod audit;
+pub mod internal;
 pub mod ledger;
 pub mod measure;
 pub mod pool;
@@ -35,8 +45,9 @@ pub mod sampler;
 pub mod session;
 mod summary;
 
-pub use ledger::{ConsumerId, ConsumerStats, Ledger, ledger};
-pub use measure::{Measurement, measure};
+pub use audit::{ProcessAudit, ScopeAudit, process_audit, scope_audit};
+pub use ledger::{ConsumerId, ConsumerStats, Ledger, ledger, report_external};
+pub use measure::{MeasuredFuture, Measurement, measure, measure_future};
 pub use pool::{
     ArbiterPool, ConsumerInfo, FairSpillPool, GreedyPool, MemoryConsumer, MemoryPool,
     MemoryReservation, PoolError, PoolKind, SpillFn, UnboundedPool, limit_from_env, pool_from_env,

@@ -43,17 +43,25 @@ pub struct Report {
     /// An error the measured work ended with (e.g. a pool refusal), verbatim.
     #[serde(default)]
     pub error: Option<String>,
+    /// What the kernel says about the process.
     pub process: ProcessReport,
+    /// What the tracked allocator saw, process-wide.
     pub heap: HeapReport,
+    /// Per OS thread, with an `exited` row for threads that ended.
     #[serde(default)]
     pub threads: Vec<ThreadReport>,
+    /// Per scope: allocated, reserved, untracked.
     #[serde(default)]
     pub scopes: Vec<ScopeReport>,
+    /// Per consumer: reserved now and at its peak.
     #[serde(default)]
     pub consumers: Vec<ConsumerReport>,
+    /// Reserved vs. allocated vs. resident, with the time-aligned peaks.
     pub audit: AuditReport,
+    /// The sampled timeline.
     #[serde(default)]
     pub timeline: Timeline,
+    /// Memory outside the global allocator, reported by hand per scope.
     #[serde(default)]
     pub external: Vec<ExternalReport>,
 }
@@ -61,6 +69,7 @@ pub struct Report {
 /// What the kernel (and mimalloc, when it is the inner allocator) says about the process.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProcessReport {
+    /// The process id.
     pub pid: u32,
     /// Resident set size when the report was written (`VmRSS`).
     pub rss_bytes: u64,
@@ -68,7 +77,10 @@ pub struct ProcessReport {
     pub peak_rss_bytes: u64,
     /// `VmHWM` as read, kept under its kernel name for cross-checks.
     pub vm_hwm_bytes: u64,
-    /// mimalloc's own `mi_process_info` peak RSS, when mimalloc is the inner allocator.
+    /// mimalloc's own `mi_process_info` peak RSS, when mimalloc is the inner
+    /// allocator. mimalloc takes it from `getrusage`, whose high-water mark
+    /// survives `exec`: it can exceed `vm_hwm_bytes` by what the process
+    /// image before `exec` (the parent, at fork) had resident.
     #[serde(default)]
     pub mimalloc_peak_rss_bytes: Option<u64>,
     /// mimalloc's own `mi_process_info` peak commit, when mimalloc is the inner allocator.
@@ -76,21 +88,40 @@ pub struct ProcessReport {
     pub mimalloc_peak_commit_bytes: Option<u64>,
 }
 
-/// The global allocator's figures for the whole process.
+/// The global allocator's figures for the whole process (all 0 when the
+/// tracked allocator is not installed).
+///
+/// Live figures exclude the profiler's own bookkeeping (its internal
+/// scope, [`internal_live_bytes`](Self::internal_live_bytes)); peaks and
+/// totals include it (it is small: ledger rows and the bounded timeline).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HeapReport {
+    /// Requested bytes live at the end.
     pub live_requested_bytes: i64,
+    /// Usable bytes live at the end.
     pub live_usable_bytes: i64,
+    /// Highest live requested bytes of the process.
     pub peak_requested_bytes: i64,
+    /// Highest live usable bytes of the process.
     pub peak_usable_bytes: i64,
+    /// Cumulative requested bytes allocated.
     pub total_requested_bytes: u64,
+    /// Cumulative usable bytes allocated.
     pub total_usable_bytes: u64,
+    /// Allocations (`alloc`, `alloc_zeroed`).
     pub allocations: u64,
+    /// Deallocations.
     pub deallocations: u64,
+    /// Successful reallocations.
     pub reallocations: u64,
     /// Peaks are published from thread-local deltas: each may be off by at most
     /// this many bytes (live threads × flush threshold). Live and total figures are exact.
     pub peak_error_bytes: u64,
+    /// Live bytes of the profiler's own bookkeeping (scope
+    /// `memledger.internal`: ledger rows, the timeline) at the end, left out
+    /// of the live figures above.
+    #[serde(default)]
+    pub internal_live_bytes: i64,
 }
 
 /// One OS thread (or the `exited` row holding every thread that ended).
@@ -98,25 +129,40 @@ pub struct HeapReport {
 pub struct ThreadReport {
     /// Kernel thread id; 0 for the `exited` row.
     pub tid: u64,
+    /// The thread's name (`comm`), `exited` for the row of ended threads.
     pub name: String,
+    /// True for the row of ended threads.
     pub exited: bool,
+    /// Requested bytes it allocated minus what it freed (counting mode: can be negative).
     pub live_requested_bytes: i64,
+    /// Highest `live_requested_bytes`.
     pub peak_requested_bytes: i64,
+    /// Cumulative requested bytes it allocated.
     pub total_requested_bytes: u64,
+    /// Allocations it made.
     pub allocations: u64,
+    /// Deallocations it made.
     pub deallocations: u64,
 }
 
 /// One scope: what its code allocated, what its consumers reserved, and the gap.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScopeReport {
+    /// The scope's name.
     pub name: String,
+    /// Requested bytes its code holds at the end.
     pub live_requested_bytes: i64,
+    /// Usable bytes its code holds at the end.
     pub live_usable_bytes: i64,
+    /// Highest `live_requested_bytes`.
     pub peak_requested_bytes: i64,
+    /// Highest `live_usable_bytes`.
     pub peak_usable_bytes: i64,
+    /// Cumulative requested bytes allocated in it.
     pub total_requested_bytes: u64,
+    /// Allocations made in it.
     pub allocations: u64,
+    /// Deallocations made in it.
     pub deallocations: u64,
     /// Reserved now by the consumers tied to this scope.
     pub reserved_bytes: u64,
@@ -124,7 +170,10 @@ pub struct ScopeReport {
     pub reserved_peak_bytes: u64,
     /// `live_requested - reserved` now.
     pub untracked_bytes: i64,
-    /// Highest `live_requested - reserved` the sampler or the ledger saw.
+    /// Highest `live_requested - reserved`, as far as it was seen: the
+    /// largest of the sampler's scope walks, `peak_requested_bytes -
+    /// reserved_peak_bytes` and the value at the end. A lower bound of the
+    /// true peak, exact when the peak lasted across a walk (every 10 samples).
     pub untracked_peak_bytes: i64,
     /// Bytes outside the global allocator reported by hand for this scope.
     pub external_bytes: u64,
@@ -133,11 +182,15 @@ pub struct ScopeReport {
 /// One holder of a reservation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConsumerReport {
+    /// The consumer's name.
     pub name: String,
     /// The scope its reservation is held against.
     pub scope: String,
+    /// Whether it can spill.
     pub can_spill: bool,
+    /// Reserved at the end.
     pub reserved_bytes: u64,
+    /// Highest reservation.
     pub reserved_peak_bytes: u64,
     /// Reservation requests the pool refused.
     #[serde(default)]
@@ -152,6 +205,8 @@ pub struct ConsumerReport {
 pub struct AuditReport {
     /// Reserved by all consumers now.
     pub reserved_bytes: u64,
+    /// Highest reserved total since the process started (exact: the ledger
+    /// sees every change).
     pub reserved_peak_bytes: u64,
     /// Global `heap live (requested) - reserved` now.
     pub untracked_bytes: i64,
@@ -168,8 +223,11 @@ pub struct AuditReport {
 /// One scope at the heap peak.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScopeAtPeak {
+    /// The scope's name.
     pub scope: String,
+    /// Requested bytes its code held then.
     pub live_requested_bytes: i64,
+    /// Reserved then by its consumers.
     pub reserved_bytes: u64,
 }
 
@@ -178,8 +236,11 @@ pub struct ScopeAtPeak {
 pub struct Instant {
     /// Milliseconds since the session started.
     pub t_ms: u64,
+    /// Resident set size then.
     pub rss_bytes: u64,
+    /// Live heap (requested bytes) then.
     pub heap_live_bytes: i64,
+    /// Reserved total then.
     pub reserved_bytes: u64,
 }
 
@@ -193,17 +254,24 @@ impl Instant {
 /// At the RSS peak, the heap peak and the reserved peak: all three values.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlignedPeaks {
+    /// At the sampled RSS peak.
     pub rss: Instant,
+    /// At the sampled heap peak.
     pub heap: Instant,
+    /// At the reserved peak (the ledger's exact instant when it fell in the session).
     pub reserved: Instant,
 }
 
 /// The largest gap between heap and reservations.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DriftPeak {
+    /// Heap live − reserved, at its largest sampled value.
     pub untracked_bytes: i64,
+    /// Milliseconds since the session started.
     pub t_ms: u64,
+    /// Live heap (requested bytes) then.
     pub heap_live_bytes: i64,
+    /// Reserved total then.
     pub reserved_bytes: u64,
     /// The consumer whose reservation changed last before that instant.
     pub consumer: Option<String>,
@@ -212,19 +280,27 @@ pub struct DriftPeak {
 /// The sampled timeline, bounded in memory (downsampled, extremes kept).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
+    /// The sampling interval in milliseconds.
     pub interval_ms: u64,
     /// True when samples were merged to stay within the bound.
     pub downsampled: bool,
+    /// The samples, in time order. After downsampling, each holds the
+    /// maxima of the samples merged into it and the time of the first.
     pub samples: Vec<Sample>,
 }
 
 /// One timeline sample.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
+    /// Milliseconds since the session started.
     pub t_ms: u64,
+    /// Resident set size (`/proc/self/statm`).
     pub rss_bytes: u64,
+    /// Live heap (requested bytes), the profiler's own excluded.
     pub heap_live_bytes: i64,
+    /// Reserved total.
     pub reserved_bytes: u64,
+    /// `heap_live_bytes - reserved_bytes`.
     pub untracked_bytes: i64,
     /// The largest scopes by live bytes at that instant: `[name, live_requested_bytes]`.
     #[serde(default)]
@@ -234,8 +310,11 @@ pub struct Sample {
 /// Memory outside the global allocator, reported by hand.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExternalReport {
+    /// The scope that reported them.
     pub scope: String,
+    /// The last value reported.
     pub bytes: u64,
+    /// The highest value reported.
     pub peak_bytes: u64,
 }
 
@@ -262,7 +341,8 @@ impl std::fmt::Display for ReportError {
 
 impl std::error::Error for ReportError {}
 
-/// Splits `"<family>/<major>[.<minor>]"` into family and major.
+/// Splits `"<family>/<major>[.<minor>]"` into family and major; `None` if
+/// the tag has no `/` or the major is not a number.
 pub fn schema_major(tag: &str) -> Option<(&str, u32)> {
     let (family, version) = tag.rsplit_once('/')?;
     let major = version.split('.').next()?.parse().ok()?;

@@ -7,20 +7,40 @@
 //! `memledger.report/1` report and writes it atomically (a temporary file in
 //! the same folder, then a rename) where `MEMLEDGER_REPORT` says. A session
 //! dropped without `finish` (an early return, a `?`) finishes in `Drop`, so
-//! the report is written anyway.
+//! the report is written anyway (a write error is then printed to stderr).
+//!
+//! ```no_run
+//! use memledger_profiler::{MemoryConsumer, PoolKind, Session};
+//!
+//! let session = Session::from_env().with_pool_kind(PoolKind::Fair);
+//! let pool = session.pool(); // limited by MEMLEDGER_MEMORY_LIMIT, if set
+//! let mut sorter = MemoryConsumer::new("ExternalSorter[0]")
+//!     .with_can_spill(true)
+//!     .register(&pool);
+//! sorter.try_grow(1 << 20)?;
+//! // ... the work ...
+//! drop(sorter);
+//! let report = session.finish()?; // written to MEMLEDGER_REPORT, if set
+//! print!("{}", memledger_profiler::summary(&report));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The sampler's bookkeeping lives in the profiler's internal scope, which
+//! reports leave out of the user's figures; the report itself is allocated
+//! in the scope of the code that calls [`Session::finish`] (after the heap
+//! figures were read).
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::ledger::ledger;
-use crate::pool::limit_from_env;
+use crate::audit;
+use crate::internal::{internal_live, internal_scope};
+use crate::pool::{MemoryPool, PoolKind, limit_from_env};
 use crate::proc;
-use crate::report::{
-    AuditReport, ConsumerReport, ExternalReport, HeapReport, ProcessReport, Report, ScopeReport,
-    ThreadReport,
-};
-use crate::sampler::{Observed, SAMPLER_SCOPE, Sampler, sampler_live};
+use crate::report::{ProcessReport, Report};
+use crate::sampler::{Observed, Sampler};
 
 /// The sampling interval when `MEMLEDGER_SAMPLE_MS` is unset.
 pub const DEFAULT_SAMPLE_MS: u64 = 10;
@@ -30,7 +50,9 @@ pub struct Session {
     report_path: Option<PathBuf>,
     memory_limit: Option<u64>,
     label: Option<String>,
-    pool: Option<String>,
+    pool_name: Option<String>,
+    pool_kind: Option<PoolKind>,
+    pool: OnceLock<Arc<dyn MemoryPool>>,
     error: Option<String>,
     sampler: Option<Sampler>,
     start: std::time::Instant,
@@ -38,7 +60,11 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session configured from the environment, sampler started.
+    /// A session configured from the environment, sampler started:
+    /// `MEMLEDGER_REPORT` (where to write, unset: nowhere),
+    /// `MEMLEDGER_MEMORY_LIMIT` (see [`limit_from_env`]) and
+    /// `MEMLEDGER_SAMPLE_MS` (a whole number of milliseconds above 0; unset
+    /// or malformed: [`DEFAULT_SAMPLE_MS`]).
     pub fn from_env() -> Session {
         let sample_ms = std::env::var("MEMLEDGER_SAMPLE_MS")
             .ok()
@@ -52,7 +78,9 @@ impl Session {
         )
     }
 
-    /// A session writing to `report_path` (if any), sampling every `interval`.
+    /// A session writing to `report_path` (if any) when it ends, with the
+    /// pool limit `memory_limit` in bytes (if any), sampling every `interval`
+    /// (at least 1 ms).
     pub fn new(
         report_path: Option<PathBuf>,
         memory_limit: Option<u64>,
@@ -62,7 +90,9 @@ impl Session {
             report_path,
             memory_limit,
             label: None,
-            pool: None,
+            pool_name: None,
+            pool_kind: None,
+            pool: OnceLock::new(),
             error: None,
             sampler: Some(Sampler::start(interval)),
             start: std::time::Instant::now(),
@@ -80,14 +110,40 @@ impl Session {
         self.report_path.as_deref()
     }
 
+    /// Chooses the kind of pool [`pool`](Self::pool) builds (before it is
+    /// first called; later calls change nothing). Without it: a
+    /// [`GreedyPool`](crate::GreedyPool) when a limit is set (as DataFusion
+    /// does), else an [`UnboundedPool`](crate::UnboundedPool).
+    pub fn with_pool_kind(mut self, kind: PoolKind) -> Session {
+        self.pool_kind = Some(kind);
+        self
+    }
+
+    /// The session's pool, built on first call with its kind (see
+    /// [`with_pool_kind`](Self::with_pool_kind)) and the session's memory
+    /// limit (no limit: an unbounded pool whatever the kind); every call
+    /// returns the same pool. The report names its kind unless
+    /// [`set_pool_kind`](Self::set_pool_kind) said otherwise.
+    pub fn pool(&self) -> Arc<dyn MemoryPool> {
+        let pool = self.pool.get_or_init(|| {
+            let default = match self.memory_limit {
+                Some(_) => PoolKind::Greedy,
+                None => PoolKind::Unbounded,
+            };
+            self.pool_kind.unwrap_or(default).build(self.memory_limit)
+        });
+        Arc::clone(pool)
+    }
+
     /// A free label (the query id).
     pub fn set_label(&mut self, label: &str) {
         self.label = Some(label.to_string());
     }
 
-    /// The pool kind the run used, for the report.
+    /// The pool's name for the report, when the run uses a pool the session
+    /// did not build (a DataFusion pool, say).
     pub fn set_pool_kind(&mut self, kind: &str) {
-        self.pool = Some(kind.to_string());
+        self.pool_name = Some(kind.to_string());
     }
 
     /// The error the run ended with (a pool refusal's text, verbatim).
@@ -95,18 +151,19 @@ impl Session {
         self.error = Some(error.to_string());
     }
 
-    /// Builds the report now, without stopping the sampler.
+    /// The report so far, without stopping the sampler or writing anything.
     pub fn report(&self) -> Report {
-        let mut observed = Observed::default();
-        if let Some(s) = &self.sampler {
-            observed.timeline.interval_ms = 0;
-            observed.record(crate::sampler::sample_now(s.elapsed_ms(), false), 2);
-        }
-        self.build(observed)
+        let observed = match &self.sampler {
+            Some(s) => s.snapshot(),
+            None => Observed::default(),
+        };
+        self.build_and_release(observed)
     }
 
     /// Stops the sampler, builds the report and writes it where
-    /// `MEMLEDGER_REPORT` says (if set). Returns the report.
+    /// `MEMLEDGER_REPORT` says (if set), through a temporary file in the
+    /// same folder and a rename, so a reader never sees half a report.
+    /// Returns the report, or the error of the write.
     pub fn finish(mut self) -> io::Result<Report> {
         self.finish_inner()
     }
@@ -117,15 +174,60 @@ impl Session {
             Some(s) => s.stop(),
             None => Observed::default(),
         };
-        let report = self.build(observed);
+        let report = self.build_and_release(observed);
         if let Some(path) = &self.report_path {
             write_atomically(path, report.to_json().as_bytes())?;
         }
         Ok(report)
     }
 
-    fn build(&self, observed: Observed) -> Report {
-        build_report(self, observed, self.start.elapsed().as_millis() as u64)
+    /// Builds the report, then frees what the sampler gathered in the
+    /// internal scope, where it was allocated.
+    fn build_and_release(&self, observed: Observed) -> Report {
+        let report = self.build(&observed);
+        internal_scope().in_scope(|| drop(observed));
+        report
+    }
+
+    fn build(&self, observed: &Observed) -> Report {
+        let own = internal_live();
+        let heap = audit::heap_report(own);
+        let (vm_rss, vm_hwm) = proc::status_rss_hwm();
+        let mimalloc = if memledger_alloc::is_installed() {
+            proc::mimalloc_peaks()
+        } else {
+            None
+        };
+        let pool_name = self
+            .pool_name
+            .clone()
+            .or_else(|| self.pool.get().map(|p| p.name().to_string()));
+        Report {
+            label: self.label.clone(),
+            attribution: memledger_alloc::attribution()
+                .map_or("none", |a| a.name())
+                .to_string(),
+            pool: pool_name,
+            memory_limit_bytes: self.memory_limit,
+            wall_ms: self.start.elapsed().as_millis() as u64,
+            error: self.error.clone(),
+            process: ProcessReport {
+                pid: std::process::id(),
+                rss_bytes: vm_rss,
+                peak_rss_bytes: vm_hwm,
+                vm_hwm_bytes: vm_hwm,
+                mimalloc_peak_rss_bytes: mimalloc.map(|m| m.0),
+                mimalloc_peak_commit_bytes: mimalloc.map(|m| m.1),
+            },
+            audit: audit::audit_report(observed, heap.live_requested_bytes, self.start, own),
+            heap,
+            threads: audit::thread_reports(),
+            scopes: audit::scope_reports(observed),
+            consumers: audit::consumer_reports(),
+            timeline: observed.timeline.clone(),
+            external: audit::external_reports(),
+            ..Report::new()
+        }
     }
 }
 
@@ -152,139 +254,4 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
-}
-
-fn build_report(session: &Session, mut observed: Observed, elapsed_ms: u64) -> Report {
-    let heap = memledger_alloc::heap();
-    let own = sampler_live();
-    let (vm_rss, vm_hwm) = proc::status_rss_hwm();
-    let mimalloc = if memledger_alloc::is_installed() {
-        proc::mimalloc_peaks()
-    } else {
-        None
-    };
-    let l = ledger();
-    let reserved = l.reserved();
-    let reserved_by_scope = l.reserved_by_scope();
-    let external = l.external();
-
-    // The ledger sees the reserved peak at the instant it happens; the
-    // sampler only every interval.
-    let rp = l.reserved_peak_instant();
-    if rp.reserved > observed.peaks.reserved.reserved_bytes {
-        observed.peaks.reserved = crate::report::Instant {
-            t_ms: rp.t_ms.min(elapsed_ms),
-            rss_bytes: observed.peaks.rss.rss_bytes.min(vm_hwm),
-            heap_live_bytes: rp.heap_live,
-            reserved_bytes: rp.reserved,
-        };
-    }
-
-    let scopes = memledger_alloc::scopes()
-        .into_iter()
-        .filter(|s| s.name != SAMPLER_SCOPE)
-        .filter_map(|s| {
-            let (now, peak) = reserved_by_scope
-                .iter()
-                .find(|(scope, _, _)| *scope == s.scope)
-                .map_or((0, 0), |(_, now, peak)| (*now, *peak));
-            let ext = external
-                .iter()
-                .find(|(scope, _, _)| *scope == s.scope)
-                .map_or(0, |e| e.1);
-            let used = s.allocations + s.deallocations + now + peak + ext;
-            (used != 0).then(|| ScopeReport {
-                name: s.name.to_string(),
-                live_requested_bytes: s.live_requested,
-                live_usable_bytes: s.live_usable,
-                peak_requested_bytes: s.peak_requested,
-                peak_usable_bytes: s.peak_usable,
-                total_requested_bytes: s.total_requested,
-                allocations: s.allocations,
-                deallocations: s.deallocations,
-                reserved_bytes: now,
-                reserved_peak_bytes: peak,
-                untracked_bytes: s.live_requested - now as i64,
-                untracked_peak_bytes: s.peak_requested - peak as i64,
-                external_bytes: ext,
-            })
-        })
-        .collect();
-
-    let live = heap.live_requested - own;
-    Report {
-        label: session.label.clone(),
-        attribution: memledger_alloc::attribution()
-            .map_or("none", |a| a.name())
-            .to_string(),
-        pool: session.pool.clone(),
-        memory_limit_bytes: session.memory_limit,
-        wall_ms: elapsed_ms,
-        error: session.error.clone(),
-        process: ProcessReport {
-            pid: std::process::id(),
-            rss_bytes: vm_rss,
-            peak_rss_bytes: vm_hwm,
-            vm_hwm_bytes: vm_hwm,
-            mimalloc_peak_rss_bytes: mimalloc.map(|m| m.0),
-            mimalloc_peak_commit_bytes: mimalloc.map(|m| m.1),
-        },
-        heap: HeapReport {
-            live_requested_bytes: live,
-            live_usable_bytes: heap.live_usable - own,
-            peak_requested_bytes: heap.peak_requested,
-            peak_usable_bytes: heap.peak_usable,
-            total_requested_bytes: heap.total_requested,
-            total_usable_bytes: heap.total_usable,
-            allocations: heap.allocations,
-            deallocations: heap.deallocations,
-            reallocations: heap.reallocations,
-            peak_error_bytes: heap.peak_error_bytes,
-        },
-        threads: memledger_alloc::threads()
-            .into_iter()
-            .map(|t| ThreadReport {
-                tid: t.tid,
-                name: t.name,
-                exited: t.exited,
-                live_requested_bytes: t.live_requested,
-                peak_requested_bytes: t.peak_requested,
-                total_requested_bytes: t.total_requested,
-                allocations: t.allocations,
-                deallocations: t.deallocations,
-            })
-            .collect(),
-        scopes,
-        consumers: l
-            .consumers()
-            .into_iter()
-            .map(|c| ConsumerReport {
-                name: c.name,
-                scope: c.scope.name().to_string(),
-                can_spill: c.can_spill,
-                reserved_bytes: c.reserved,
-                reserved_peak_bytes: c.reserved_peak,
-                refusals: c.refusals,
-                spills: c.spills,
-            })
-            .collect(),
-        audit: AuditReport {
-            reserved_bytes: reserved,
-            reserved_peak_bytes: l.reserved_peak(),
-            untracked_bytes: live - reserved as i64,
-            peaks: observed.peaks,
-            drift_peak: observed.drift,
-            scopes_at_heap_peak: observed.scopes_at_heap_peak,
-        },
-        timeline: observed.timeline,
-        external: external
-            .into_iter()
-            .map(|(scope, bytes, peak)| ExternalReport {
-                scope: scope.name().to_string(),
-                bytes,
-                peak_bytes: peak,
-            })
-            .collect(),
-        ..Report::new()
-    }
 }

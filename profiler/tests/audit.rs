@@ -1,11 +1,15 @@
-//! The audit, the report and the session, with the tracked allocator installed.
+//! The audit, the sampler, the report and the session, with the tracked
+//! allocator installed. The ledger is process-wide, so tests run one at a time.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use memledger_alloc::{MiMalloc, Scope, Tracked};
 use memledger_profiler::report::{REPORT_SCHEMA, Report, ReportError};
-use memledger_profiler::{GreedyPool, MemoryConsumer, MemoryPool, Session, UnboundedPool, measure};
+use memledger_profiler::sampler::Sampler;
+use memledger_profiler::{
+    MemoryConsumer, MemoryPool, PoolKind, Session, UnboundedPool, report_external, scope_audit,
+};
 
 #[global_allocator]
 static GLOBAL: Tracked<MiMalloc> = Tracked::new(MiMalloc);
@@ -57,6 +61,22 @@ fn a_consumer_reserving_1_mib_while_allocating_3_mib_shows_2_mib_untracked() {
     assert_eq!(
         (consumer.scope.as_str(), consumer.reserved_peak_bytes),
         ("ToyOperator[0]", MIB as u64)
+    );
+    // The profiler's own bookkeeping (ledger rows, the timeline) is listed
+    // apart, never as one of the user's scopes.
+    assert!(report.heap.internal_live_bytes > 0, "{:?}", report.heap);
+    assert!(
+        report
+            .scopes
+            .iter()
+            .all(|s| s.name != memledger_profiler::internal::INTERNAL_SCOPE)
+    );
+    assert!(
+        report
+            .audit
+            .scopes_at_heap_peak
+            .iter()
+            .all(|s| s.scope != memledger_profiler::internal::INTERNAL_SCOPE)
     );
     // The written file is the same report.
     let written = Report::from_json(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -155,56 +175,153 @@ fn reports_round_trip_and_unknown_majors_are_refused() {
 }
 
 #[test]
-fn two_concurrent_measurements_see_only_their_own_allocations() {
+fn the_sampler_thread_keeps_its_timeline_within_the_bound_on_a_long_run() {
     let _s = serial();
-    let handles: Vec<_> = [3usize, 5]
-        .into_iter()
-        .map(|mib| {
-            std::thread::spawn(move || {
-                measure(|| {
-                    let mut keep = Vec::new();
-                    for _ in 0..20 {
-                        let v = vec![0u8; mib << 20];
-                        std::thread::sleep(Duration::from_millis(1));
-                        keep.push(vec![1u8; 1000]);
-                        drop(v);
-                    }
-                    keep
-                })
-            })
-        })
-        .collect();
-    let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap().1).collect();
-    for (m, mib) in results.iter().zip([3i64, 5]) {
-        // The peak: one big buffer plus the small ones kept so far, plus the keep vector.
-        assert!(
-            m.peak_bytes >= mib * MIB && m.peak_bytes < mib * MIB + 64 * 1024,
-            "{m:?}"
-        );
-        assert!(m.live_at_end_bytes >= 20 * 1000 && m.live_at_end_bytes < 20 * 1000 + 1024);
-        assert!(m.allocations >= 40 && m.allocations < 50, "{m:?}");
-    }
+    // 1 ms samples into at most 16 entries: 400 ms is 25 times the bound.
+    let sampler = Sampler::start_bounded(Duration::from_millis(1), 16);
+    std::thread::sleep(Duration::from_millis(200));
+    let spike = vec![1u8; 32 * MIB as usize];
+    std::thread::sleep(Duration::from_millis(60));
+    drop(spike);
+    std::thread::sleep(Duration::from_millis(140));
+    let observed = sampler.stop();
+    let samples = &observed.timeline.samples;
+    assert!(samples.len() <= 16, "{} entries", samples.len());
+    assert!(samples.len() >= 4, "{} entries", samples.len());
+    assert!(observed.timeline.downsampled);
+    let highest = samples.iter().map(|s| s.heap_live_bytes).max().unwrap();
+    assert!(highest >= 32 * MIB, "the spike survived merging: {highest}");
+    let last = samples.last().unwrap().t_ms;
+    assert!(
+        last >= 300,
+        "the timeline spans the run: last entry at {last} ms"
+    );
 }
 
 #[test]
-fn the_reservation_check_fails_readably_when_the_heap_outgrows_it() {
+fn a_scope_untracked_peak_is_seen_even_when_its_peaks_coincide() {
     let _s = serial();
-    let pool: Arc<dyn MemoryPool> = Arc::new(GreedyPool::new(1 << 30));
-    let (_, m) = measure(|| {
-        let mut r = MemoryConsumer::new("Checked[0]").register(&pool);
-        r.try_grow(MIB as usize).unwrap();
-        let v = vec![0u8; 2 * MIB as usize];
-        drop(v);
-    });
-    assert_eq!(m.reserved_peak_bytes, MIB as u64);
-    assert_eq!(m.untracked_peak_bytes, m.peak_bytes - MIB);
-    let err = m.check_within_reservation(0.5).unwrap_err();
+    let session = Session::new(None, None, Duration::from_millis(2));
+    let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedPool::new());
+    let scope = Scope::new("LateReserver[0]");
+    let mut r = MemoryConsumer::new("LateReserver[0]").register(&pool);
+    // 8 MiB allocated with 1 MiB reserved for a while, then reserved in
+    // full: heap peak − reserved peak is 0, but 7 MiB went untracked.
+    r.grow(MIB as usize);
+    let data = scope.in_scope(|| vec![3u8; 8 * MIB as usize]);
+    std::thread::sleep(Duration::from_millis(150));
+    r.grow(7 * MIB as usize);
+    std::thread::sleep(Duration::from_millis(30));
+    let mid = session.report();
+    let report = session.finish().unwrap();
+    for rep in [&mid, &report] {
+        let s = rep
+            .scopes
+            .iter()
+            .find(|s| s.name == "LateReserver[0]")
+            .unwrap();
+        assert_eq!(s.peak_requested_bytes - s.reserved_peak_bytes as i64, 0);
+        assert_eq!(s.untracked_peak_bytes, 7 * MIB);
+        assert_eq!(s.untracked_bytes, 0);
+    }
     assert!(
-        err.starts_with(&format!(
-            "heap peak {} bytes exceeds the reservation peak 1048576 bytes",
-            m.peak_bytes
-        )),
-        "{err}"
+        mid.timeline.samples.len() >= 10,
+        "a mid-run report carries the timeline"
     );
-    assert!(m.check_within_reservation(1.5).is_ok());
+    assert!(mid.audit.peaks.heap.heap_live_bytes >= 8 * MIB);
+    let now = scope_audit(scope);
+    assert_eq!(
+        (now.live_requested, now.reserved, now.untracked),
+        (8 * MIB, 8 * MIB as u64, 0)
+    );
+    drop((data, r));
+}
+
+#[test]
+fn the_ledger_catches_a_reserved_peak_between_two_samples() {
+    let _s = serial();
+    // One sample at the start and one at the end: the spike falls between.
+    let session = Session::new(None, None, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(50));
+    let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedPool::new());
+    let mut r = MemoryConsumer::new("Spike[0]").register(&pool);
+    r.grow(1 << 40);
+    r.free();
+    std::thread::sleep(Duration::from_millis(20));
+    let report = session.finish().unwrap();
+    let at = report.audit.peaks.reserved;
+    assert_eq!(at.reserved_bytes, 1 << 40);
+    assert!(at.t_ms >= 50 && at.t_ms < report.wall_ms, "{at:?}");
+    assert!(at.rss_bytes > 0, "RSS from the nearest sample");
+    assert_eq!(report.audit.reserved_peak_bytes, 1 << 40);
+}
+
+#[test]
+fn external_bytes_are_reported_apart_from_the_heap() {
+    let _s = serial();
+    let session = Session::new(None, None, Duration::from_millis(5));
+    let scope = Scope::new("MmapReader[0]");
+    report_external(scope, 64 * MIB as u64);
+    report_external(scope, 16 * MIB as u64);
+    let report = session.finish().unwrap();
+    let e = report
+        .external
+        .iter()
+        .find(|e| e.scope == "MmapReader[0]")
+        .unwrap();
+    assert_eq!((e.bytes, e.peak_bytes), (16 * MIB as u64, 64 * MIB as u64));
+    let s = report
+        .scopes
+        .iter()
+        .find(|s| s.name == "MmapReader[0]")
+        .unwrap();
+    assert_eq!(
+        (s.external_bytes, s.live_requested_bytes),
+        (16 * MIB as u64, 0)
+    );
+    assert!(
+        report.heap.live_requested_bytes < 64 * MIB,
+        "never mixed into the heap"
+    );
+}
+
+#[test]
+fn the_session_builds_its_pool_from_the_limit_and_names_it() {
+    let _s = serial();
+    let fair =
+        Session::new(None, Some(4096), Duration::from_millis(5)).with_pool_kind(PoolKind::Fair);
+    let pool = fair.pool();
+    assert!(Arc::ptr_eq(&pool, &fair.pool()), "one pool per session");
+    assert_eq!((pool.name(), pool.limit()), ("fair", Some(4096)));
+    let mut r = MemoryConsumer::new("SessionPool[0]").register(&pool);
+    assert!(r.try_grow(5000).is_err());
+    drop(r);
+    let report = fair.finish().unwrap();
+    assert_eq!(report.pool.as_deref(), Some("fair"));
+    assert_eq!(report.memory_limit_bytes, Some(4096));
+    let c = report
+        .consumers
+        .iter()
+        .find(|c| c.name == "SessionPool[0]")
+        .unwrap();
+    assert_eq!(c.refusals, 1);
+
+    let limited = Session::new(None, Some(1 << 20), Duration::from_millis(5));
+    assert_eq!(
+        limited.pool().name(),
+        "greedy",
+        "DataFusion's default with a limit"
+    );
+    let open = Session::new(None, None, Duration::from_millis(5)).with_pool_kind(PoolKind::Arbiter);
+    assert_eq!(
+        (open.pool().name(), open.pool().limit()),
+        ("unbounded", None)
+    );
+    let mut named = Session::new(None, None, Duration::from_millis(5));
+    named.set_pool_kind("datafusion-fair");
+    let _ = named.pool();
+    assert_eq!(
+        named.finish().unwrap().pool.as_deref(),
+        Some("datafusion-fair")
+    );
 }

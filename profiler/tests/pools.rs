@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use memledger_alloc::{MiMalloc, Scope, Tracked};
 use memledger_profiler::{
     ArbiterPool, FairSpillPool, GreedyPool, MemoryConsumer, MemoryPool, MemoryReservation,
-    PoolKind, ledger,
+    PoolKind, UnboundedPool, ledger,
 };
 
 #[global_allocator]
@@ -187,4 +187,72 @@ fn a_refusal_names_the_top_consumers_with_reserved_and_allocated_bytes() {
         ("HashJoinInput[7]".to_string(), 1 << 20, 6 << 20)
     );
     drop(hog_data);
+}
+
+#[test]
+fn a_refusal_names_only_the_consumers_of_its_own_pool() {
+    let _s = serial();
+    let other: Arc<dyn MemoryPool> = Arc::new(UnboundedPool::new());
+    let mut elsewhere = MemoryConsumer::new("OtherQuery[0]").register(&other);
+    elsewhere.grow(1 << 30);
+    let pool: Arc<dyn MemoryPool> = Arc::new(GreedyPool::new(1000));
+    let mut mine = MemoryConsumer::new("MyQuery[0]").register(&pool);
+    mine.try_grow(900).unwrap();
+    let err = mine.try_grow(200).unwrap_err();
+    let names: Vec<&str> = err.top.iter().map(|t| t.0.as_str()).collect();
+    assert_eq!(names, ["MyQuery[0]"], "{err}");
+    assert_eq!(
+        (err.requested, err.reserved, err.limit),
+        (200, 900, Some(1000))
+    );
+    assert!(!err.to_string().contains("OtherQuery"), "{err}");
+}
+
+#[test]
+fn the_unbounded_pool_grants_everything_and_counts_it() {
+    let _s = serial();
+    let pool = PoolKind::Unbounded.build(Some(10));
+    assert_eq!((pool.name(), pool.limit()), ("unbounded", None));
+    let mut a = MemoryConsumer::new("unbounded-a").register(&pool);
+    a.try_grow(1 << 40).unwrap();
+    let b = a.split(1 << 39);
+    assert_eq!(pool.reserved(), 1 << 40, "a split asks nothing of the pool");
+    drop(a);
+    assert_eq!(pool.reserved(), 1 << 39);
+    drop(b);
+    assert_eq!(pool.reserved(), 0);
+}
+
+#[test]
+fn pools_stay_consistent_under_concurrent_reservations() {
+    let _s = serial();
+    for kind in [PoolKind::Greedy, PoolKind::Fair, PoolKind::Arbiter] {
+        let pool = kind.build(Some(100_000));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let pool = Arc::clone(&pool);
+                std::thread::spawn(move || {
+                    let mut r = MemoryConsumer::new(format!("concurrent-{t}"))
+                        .with_can_spill(t % 2 == 0)
+                        .register(&pool);
+                    let mut granted = 0u64;
+                    for i in 0..5_000usize {
+                        let n = (i * 7919 + t * 31) % 3_000;
+                        if r.try_grow(n).is_ok() {
+                            granted += 1;
+                        }
+                        assert!(pool.reserved() <= 100_000, "never past the limit");
+                        r.shrink(n / 2 + i % 2);
+                        if i % 100 == 99 {
+                            r.free();
+                        }
+                    }
+                    granted
+                })
+            })
+            .collect();
+        let granted: u64 = threads.into_iter().map(|h| h.join().unwrap()).sum();
+        assert!(granted > 1_000, "{kind:?}: {granted} grants");
+        assert_eq!(pool.reserved(), 0, "{kind:?}: every reservation dropped");
+    }
 }

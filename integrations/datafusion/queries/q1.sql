@@ -1,4 +1,4 @@
--- TPC-H Q1: Pricing Summary Report
+-- TPC-H Q1: Pricing Summary Report Query
 select
     l_returnflag,
     l_linestatus,
@@ -13,7 +13,7 @@ select
 from
     lineitem
 where
-    l_shipdate <= date '1998-12-01' - interval '90 days'
+    l_shipdate <= date '1998-12-01' - interval '90' day
 group by
     l_returnflag,
     l_linestatus

@@ -1,4 +1,4 @@
--- TPC-H Q10: Returned Item Reporting
+-- TPC-H Q10: Returned Item Reporting Query
 select
     c_custkey,
     c_name,
@@ -17,7 +17,7 @@ where
     c_custkey = o_custkey
     and l_orderkey = o_orderkey
     and o_orderdate >= date '1993-10-01'
-    and o_orderdate < date '1993-10-01' + interval '3 months'
+    and o_orderdate < date '1993-10-01' + interval '3' month
     and l_returnflag = 'R'
     and c_nationkey = n_nationkey
 group by

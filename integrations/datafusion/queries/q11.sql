@@ -1,4 +1,4 @@
--- TPC-H Q11: Important Stock Identification
+-- TPC-H Q11: Important Stock Identification Query
 select
     ps_partkey,
     sum(ps_supplycost * ps_availqty) as value

@@ -1,4 +1,4 @@
--- TPC-H Q12: Shipping Modes and Order Priority
+-- TPC-H Q12: Shipping Modes and Order Priority Query
 select
     l_shipmode,
     sum(case
@@ -18,7 +18,7 @@ where
     and l_commitdate < l_receiptdate
     and l_shipdate < l_commitdate
     and l_receiptdate >= date '1994-01-01'
-    and l_receiptdate < date '1994-01-01' + interval '1 year'
+    and l_receiptdate < date '1994-01-01' + interval '1' year
 group by
     l_shipmode
 order by

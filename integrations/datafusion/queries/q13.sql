@@ -1,4 +1,4 @@
--- TPC-H Q13: Customer Distribution
+-- TPC-H Q13: Customer Distribution Query
 select
     c_count,
     count(*) as custdist
@@ -6,14 +6,14 @@ from
     (
         select
             c_custkey,
-            count(o_orderkey) as c_count
+            count(o_orderkey)
         from
             customer left outer join orders on
                 c_custkey = o_custkey
                 and o_comment not like '%special%requests%'
         group by
             c_custkey
-    ) as c_orders
+    ) as c_orders (c_custkey, c_count)
 group by
     c_count
 order by

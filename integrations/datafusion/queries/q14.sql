@@ -1,4 +1,4 @@
--- TPC-H Q14: Promotion Effect
+-- TPC-H Q14: Promotion Effect Query
 select
     100.00 * sum(case
         when p_type like 'PROMO%' then l_extendedprice * (1 - l_discount)
@@ -10,4 +10,4 @@ from
 where
     l_partkey = p_partkey
     and l_shipdate >= date '1995-09-01'
-    and l_shipdate < date '1995-09-01' + interval '1 month'
+    and l_shipdate < date '1995-09-01' + interval '1' month

@@ -1,4 +1,4 @@
--- TPC-H Q15: Top Supplier (the revenue0 view as a common table expression)
+-- TPC-H Q15: Top Supplier Query
 with revenue0 (supplier_no, total_revenue) as (
     select
         l_suppkey,
@@ -7,7 +7,7 @@ with revenue0 (supplier_no, total_revenue) as (
         lineitem
     where
         l_shipdate >= date '1996-01-01'
-        and l_shipdate < date '1996-01-01' + interval '3 months'
+        and l_shipdate < date '1996-01-01' + interval '3' month
     group by
         l_suppkey
 )

@@ -1,4 +1,4 @@
--- TPC-H Q16: Parts/Supplier Relationship
+-- TPC-H Q16: Parts/Supplier Relationship Query
 select
     p_brand,
     p_type,

@@ -1,4 +1,4 @@
--- TPC-H Q17: Small-Quantity-Order Revenue
+-- TPC-H Q17: Small-Quantity-Order Revenue Query
 select
     sum(l_extendedprice) / 7.0 as avg_yearly
 from

@@ -1,4 +1,4 @@
--- TPC-H Q18: Large Volume Customer
+-- TPC-H Q18: Large Volume Customer Query
 select
     c_name,
     c_custkey,

@@ -1,4 +1,4 @@
--- TPC-H Q19: Discounted Revenue
+-- TPC-H Q19: Discounted Revenue Query
 select
     sum(l_extendedprice * (1 - l_discount)) as revenue
 from

@@ -1,4 +1,4 @@
--- TPC-H Q2: Minimum Cost Supplier
+-- TPC-H Q2: Minimum Cost Supplier Query
 select
     s_acctbal,
     s_name,

@@ -1,4 +1,4 @@
--- TPC-H Q20: Potential Part Promotion
+-- TPC-H Q20: Potential Part Promotion Query
 select
     s_name,
     s_address
@@ -29,7 +29,7 @@ where
                     l_partkey = ps_partkey
                     and l_suppkey = ps_suppkey
                     and l_shipdate >= date '1994-01-01'
-                    and l_shipdate < date '1994-01-01' + interval '1 year'
+                    and l_shipdate < date '1994-01-01' + interval '1' year
             )
     )
     and s_nationkey = n_nationkey

@@ -1,4 +1,4 @@
--- TPC-H Q21: Suppliers Who Kept Orders Waiting
+-- TPC-H Q21: Suppliers Who Kept Orders Waiting Query
 select
     s_name,
     count(*) as numwait

@@ -1,4 +1,4 @@
--- TPC-H Q22: Global Sales Opportunity
+-- TPC-H Q22: Global Sales Opportunity Query
 select
     cntrycode,
     count(*) as numcust,

@@ -1,4 +1,4 @@
--- TPC-H Q3: Shipping Priority
+-- TPC-H Q3: Shipping Priority Query
 select
     l_orderkey,
     sum(l_extendedprice * (1 - l_discount)) as revenue,

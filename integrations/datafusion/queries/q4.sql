@@ -1,4 +1,4 @@
--- TPC-H Q4: Order Priority Checking
+-- TPC-H Q4: Order Priority Checking Query
 select
     o_orderpriority,
     count(*) as order_count
@@ -6,7 +6,7 @@ from
     orders
 where
     o_orderdate >= date '1993-07-01'
-    and o_orderdate < date '1993-07-01' + interval '3 months'
+    and o_orderdate < date '1993-07-01' + interval '3' month
     and exists (
         select
             *

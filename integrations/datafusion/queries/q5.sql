@@ -1,4 +1,4 @@
--- TPC-H Q5: Local Supplier Volume
+-- TPC-H Q5: Local Supplier Volume Query
 select
     n_name,
     sum(l_extendedprice * (1 - l_discount)) as revenue
@@ -18,7 +18,7 @@ where
     and n_regionkey = r_regionkey
     and r_name = 'ASIA'
     and o_orderdate >= date '1994-01-01'
-    and o_orderdate < date '1994-01-01' + interval '1 year'
+    and o_orderdate < date '1994-01-01' + interval '1' year
 group by
     n_name
 order by

@@ -1,4 +1,4 @@
--- TPC-H Q7: Volume Shipping
+-- TPC-H Q7: Volume Shipping Query
 select
     supp_nation,
     cust_nation,

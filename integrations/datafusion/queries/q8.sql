@@ -1,4 +1,4 @@
--- TPC-H Q8: National Market Share
+-- TPC-H Q8: National Market Share Query
 select
     o_year,
     sum(case when nation = 'BRAZIL' then volume else 0 end) / sum(volume) as mkt_share

@@ -1,4 +1,4 @@
--- TPC-H Q9: Product Type Profit Measure
+-- TPC-H Q9: Product Type Profit Measure Query
 select
     nation,
     o_year,

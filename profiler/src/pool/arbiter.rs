@@ -1,16 +1,21 @@
-//! [`ArbiterPool`]: when a request would cross the limit, spillable
+//! [`ArbiterPool`]: when a request would cross the threshold, spillable
 //! consumers are asked to shrink first, the one with the most to give first;
-//! the request is then granted or refused.
+//! the request is then granted or refused against the limit.
 //!
 //! ```text
-//!  try_grow(c, n): used + n <= limit ─yes─► grant
-//!                        │ no
+//!  try_grow(c, n): used + n <= threshold ─yes─► grant
+//!                        │ no: need = used + n - threshold
 //!                        ▼  (pool lock released before any callback runs)
 //!  other spillable consumers with a callback, largest reservation first:
-//!  spill(need) → each shrinks its own reservation → used drops
-//!                        ▼
+//!  spill(need) → each shrinks its own reservation → used drops → need drops
+//!                        ▼  until need is 0 or nobody is left to ask
 //!  used + n <= limit ? grant : refuse (PoolError names the top consumers)
 //! ```
+//!
+//! With the threshold at the limit (the default, [`ArbiterPool::new`]) the
+//! pool spills only what it must; a lower threshold
+//! ([`ArbiterPool::with_threshold`]) spills early and keeps headroom for
+//! memory the reservations do not cover.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -19,11 +24,21 @@ use super::{ConsumerInfo, MemoryPool, PoolError};
 use crate::ledger::ledger;
 
 /// A pool that makes room by asking spillable consumers to spill (the
-/// "memory arbiter" idea). Invariant: `used` is the sum of its reservations;
-/// callbacks never run while the pool's lock is held.
+/// "memory arbiter" idea). Invariants: `used` is the sum of its
+/// reservations; `threshold <= limit`; callbacks never run while the pool's
+/// locks are held, so a callback may shrink its reservation (which calls
+/// back into the pool) and take its operator's own locks.
+///
+/// A consumer is asked only when another consumer's request needs room (it
+/// handles its own refusals), only if it registered a callback
+/// ([`MemoryConsumer::with_spill`](crate::MemoryConsumer::with_spill)) and
+/// holds a reservation; each is asked at most once per request, for the
+/// bytes still missing. What a callback returns is taken as information;
+/// the pool trusts only its own count of what was shrunk.
 #[derive(Debug)]
 pub struct ArbiterPool {
     limit: u64,
+    threshold: u64,
     used: Mutex<u64>,
     /// Mirror of `used` for lock-free reads.
     reserved: AtomicU64,
@@ -31,10 +46,18 @@ pub struct ArbiterPool {
 }
 
 impl ArbiterPool {
-    /// A pool of `limit` bytes.
+    /// A pool of `limit` bytes that spills when a request would cross the limit.
     pub fn new(limit: u64) -> Self {
+        Self::with_threshold(limit, limit)
+    }
+
+    /// A pool of `limit` bytes that asks consumers to spill as soon as a
+    /// request would take the reserved total past `threshold` bytes (clamped
+    /// to `limit`), and refuses only past `limit`.
+    pub fn with_threshold(limit: u64, threshold: u64) -> Self {
         ArbiterPool {
             limit,
+            threshold: threshold.min(limit),
             used: Mutex::new(0),
             reserved: AtomicU64::new(0),
             consumers: Mutex::new(Vec::new()),
@@ -55,15 +78,22 @@ impl ArbiterPool {
         }
     }
 
-    /// Grants `additional` if it fits now.
-    fn grant(&self, additional: u64) -> Result<(), u64> {
+    /// The spill threshold in bytes (at most the limit).
+    pub fn threshold(&self) -> u64 {
+        self.threshold
+    }
+
+    /// Grants `additional` if the total stays within `bound`; otherwise
+    /// returns by how many bytes it would exceed it.
+    fn grant(&self, additional: u64, bound: u64) -> Result<(), u64> {
         let mut used = self.used();
-        if *used + additional <= self.limit {
-            *used += additional;
-            self.reserved.store(*used, Relaxed);
+        let total = used.saturating_add(additional);
+        if total <= bound {
+            *used = total;
+            self.reserved.store(total, Relaxed);
             Ok(())
         } else {
-            Err(*used + additional - self.limit)
+            Err(total - bound)
         }
     }
 
@@ -108,7 +138,7 @@ impl MemoryPool for ArbiterPool {
         self.reserved.store(*used, Relaxed);
     }
     fn try_grow(&self, consumer: &ConsumerInfo, additional: u64) -> Result<(), PoolError> {
-        let Err(mut need) = self.grant(additional) else {
+        let Err(mut need) = self.grant(additional, self.threshold) else {
             return Ok(());
         };
         for candidate in self.candidates(consumer) {
@@ -116,13 +146,81 @@ impl MemoryPool for ArbiterPool {
                 continue;
             };
             ledger().spilled(candidate.id());
-            let released = spill(need as usize) as u64;
+            let before = candidate.reserved();
+            // The callback's own answer is advisory: count what really left.
+            spill(need as usize);
+            let released = before.saturating_sub(candidate.reserved());
             need = need.saturating_sub(released);
             if need == 0 {
                 break;
             }
         }
-        self.grant(additional)
+        self.grant(additional, self.limit)
             .map_err(|_| PoolError::new(self, consumer, additional))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::{MemoryConsumer, MemoryPool, MemoryReservation};
+
+    type Slot = Arc<Mutex<Option<MemoryReservation>>>;
+
+    /// A consumer whose callback frees its whole reservation.
+    fn spiller(pool: &Arc<dyn MemoryPool>, name: &str, bytes: usize) -> Slot {
+        let slot: Slot = Arc::new(Mutex::new(None));
+        let weak = Arc::downgrade(&slot);
+        let mut r = MemoryConsumer::new(name)
+            .with_spill(Arc::new(move |_wanted| {
+                weak.upgrade()
+                    .and_then(|s| s.lock().ok()?.as_mut().map(MemoryReservation::free))
+                    .unwrap_or(0)
+            }))
+            .register(pool);
+        r.try_grow(bytes).unwrap();
+        *slot.lock().unwrap() = Some(r);
+        slot
+    }
+
+    fn size(slot: &Slot) -> usize {
+        slot.lock()
+            .unwrap()
+            .as_ref()
+            .map_or(0, MemoryReservation::size)
+    }
+
+    #[test]
+    fn a_threshold_below_the_limit_spills_early_and_still_grants_up_to_the_limit() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(ArbiterPool::with_threshold(1000, 800));
+        let sorter = spiller(&pool, "threshold-sorter", 500);
+        let mut join = MemoryConsumer::new("threshold-join").register(&pool);
+        join.try_grow(200).unwrap();
+        assert_eq!(size(&sorter), 500, "700 <= 800: nobody asked");
+        // 900 > 800: the sorter is asked and spills its 500.
+        join.try_grow(200).unwrap();
+        assert_eq!((size(&sorter), pool.reserved()), (0, 400));
+        // Nobody left to ask: granted up to the limit, refused past it.
+        join.try_grow(600).unwrap();
+        assert_eq!(pool.reserved(), 1000);
+        assert!(join.try_grow(1).is_err());
+    }
+
+    #[test]
+    fn a_callback_that_claims_more_than_it_released_does_not_fool_the_pool() {
+        let pool: Arc<dyn MemoryPool> = Arc::new(ArbiterPool::new(1000));
+        let mut liar = MemoryConsumer::new("threshold-liar")
+            .with_spill(Arc::new(|wanted| wanted))
+            .register(&pool);
+        liar.try_grow(600).unwrap();
+        let honest = spiller(&pool, "threshold-honest", 300);
+        let mut join = MemoryConsumer::new("threshold-join2").register(&pool);
+        // Needs 400 back: the liar (largest) frees nothing, the honest one 300: refused.
+        assert!(join.try_grow(500).is_err());
+        assert_eq!((size(&honest), liar.size(), pool.reserved()), (0, 600, 600));
+        let threshold = ArbiterPool::with_threshold(100, 5000).threshold();
+        assert_eq!(threshold, 100, "clamped to the limit");
     }
 }

@@ -16,6 +16,27 @@
 //! so every pool is audited the same way. A refusal is a [`PoolError`] whose
 //! message names the top consumers with what they reserved **and** what
 //! their scopes really allocated.
+//!
+//! The semantics follow DataFusion's `memory_pool`:
+//!
+//! - a [`MemoryConsumer`] has a name and a `can_spill` flag, and registers
+//!   with a pool to get an empty [`MemoryReservation`];
+//! - `try_grow` asks the pool and may be refused; `grow` is for memory
+//!   already in use and is never refused (the pool may go past its limit);
+//! - `shrink`, `resize`, `free` and dropping the reservation give bytes
+//!   back; `split` moves part of a reservation into a new one of the same
+//!   consumer without asking the pool; the consumer unregisters when its
+//!   last reservation drops;
+//! - each consumer is tied to a scope of the tracked allocator (by default
+//!   the scope of its own name), which is how the ledger and the audit hold
+//!   its reservation against what its code allocated.
+//!
+//! | pool | grants `try_grow(n)` when |
+//! |---|---|
+//! | [`UnboundedPool`] | always |
+//! | [`GreedyPool`] | reserved + n ≤ limit |
+//! | [`FairSpillPool`] | unspillable: reserved + n ≤ limit; spillable: its reservation + n ≤ (limit − unspillable) / spillable consumers, and it fits |
+//! | [`ArbiterPool`] | reserved + n ≤ threshold, or, after asking spillable consumers to spill (largest first), reserved + n ≤ limit |
 
 mod arbiter;
 mod fair;
@@ -37,9 +58,11 @@ use memledger_alloc::Scope;
 use crate::ledger::{ConsumerId, ledger};
 
 /// A spill callback: asked to release about `wanted` bytes, it spills and
-/// shrinks its own reservation, and returns how many bytes it released.
-/// Called from the thread whose request needs the room; it must not wait on
-/// that thread.
+/// shrinks its own reservation, and returns how many bytes it released (for
+/// its own records: the pool counts what the reservation really shrank).
+/// Called from the thread whose request needs the room, with no pool lock
+/// held; it must not wait on that thread (for instance on a lock that thread
+/// holds while it asks the pool).
 pub type SpillFn = Arc<dyn Fn(usize) -> usize + Send + Sync>;
 
 /// What a pool knows about a registered consumer. Shared by the
@@ -52,6 +75,9 @@ pub struct ConsumerInfo {
     spill: Option<SpillFn>,
     /// Bytes reserved by all reservations of this consumer.
     reserved: AtomicU64,
+    /// Identifies the pool it registered with (the pool's address, unique
+    /// among live pools since a live consumer keeps its pool alive).
+    pool_key: usize,
 }
 
 impl ConsumerInfo {
@@ -94,7 +120,12 @@ impl fmt::Debug for ConsumerInfo {
 /// A memory pool: grants or refuses reservations against a limit.
 ///
 /// Implementations only decide and keep their own totals; sizes per
-/// reservation and the ledger are kept by [`MemoryReservation`].
+/// reservation, per consumer ([`ConsumerInfo::reserved`], updated after the
+/// pool answered) and the ledger are kept by [`MemoryReservation`], which
+/// guarantees: `register` once per consumer before any other call for it,
+/// `unregister` once after its last reservation dropped, and never a
+/// `shrink` of more than the consumer holds. A refusal should be built with
+/// [`PoolError::new`], so that it names the top consumers.
 pub trait MemoryPool: Send + Sync + fmt::Debug {
     /// Short name used in errors and reports (`greedy`, `fair`, ...).
     fn name(&self) -> &str;
@@ -114,7 +145,12 @@ pub trait MemoryPool: Send + Sync + fmt::Debug {
     fn try_grow(&self, consumer: &ConsumerInfo, additional: u64) -> Result<(), PoolError>;
 }
 
-/// A refused reservation.
+/// How many consumers a [`PoolError`] names.
+pub const TOP_CONSUMERS: usize = 5;
+
+/// A refused reservation. Its `Display` is one line: who asked for how
+/// much, the pool's limit and reserved total, and the top consumers with
+/// what they reserved and what their scopes allocated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolError {
     /// The consumer that asked.
@@ -185,17 +221,14 @@ impl std::error::Error for PoolError {}
 
 impl PoolError {
     /// Builds the error for `consumer` asking `requested` bytes of `pool`,
-    /// naming the five largest live consumers.
+    /// naming the [`TOP_CONSUMERS`] largest live consumers of the same pool
+    /// (largest reservation first, ties by name), each with the live
+    /// requested bytes of its scope (0 without the tracked allocator;
+    /// consumers sharing a scope show the same figure).
     pub fn new(pool: &dyn MemoryPool, consumer: &ConsumerInfo, requested: u64) -> PoolError {
-        let mut live: Vec<_> = ledger()
-            .consumers()
+        let top = ledger()
+            .top_consumers(consumer.pool_key, TOP_CONSUMERS)
             .into_iter()
-            .filter(|c| c.live)
-            .collect();
-        live.sort_by(|a, b| b.reserved.cmp(&a.reserved).then(a.name.cmp(&b.name)));
-        let top = live
-            .into_iter()
-            .take(5)
             .map(|c| (c.name, c.reserved, c.scope.stats().live_requested))
             .collect();
         PoolError {
@@ -255,7 +288,8 @@ impl MemoryConsumer {
             .scope
             .or_else(crate::measure::measuring_scope)
             .unwrap_or_else(|| Scope::new(&self.name));
-        let id = ledger().register(&self.name, self.can_spill, scope);
+        let pool_key = Arc::as_ptr(pool) as *const () as usize;
+        let id = ledger().register_in_pool(&self.name, self.can_spill, scope, pool_key);
         let info = Arc::new(ConsumerInfo {
             name: self.name,
             can_spill: self.can_spill,
@@ -263,6 +297,7 @@ impl MemoryConsumer {
             id,
             spill: self.spill,
             reserved: AtomicU64::new(0),
+            pool_key,
         });
         pool.register(&info);
         MemoryReservation {
@@ -432,9 +467,13 @@ impl Drop for MemoryReservation {
 /// The kinds of pool, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolKind {
+    /// [`UnboundedPool`]: grants everything.
     Unbounded,
+    /// [`GreedyPool`]: first come, first served, up to the limit.
     Greedy,
+    /// [`FairSpillPool`]: spillable consumers share what unspillable ones leave.
     Fair,
+    /// [`ArbiterPool`]: asks spillable consumers to spill before refusing.
     Arbiter,
 }
 
@@ -449,7 +488,8 @@ impl PoolKind {
         }
     }
 
-    /// A pool of this kind; `None` as limit gives an unbounded pool.
+    /// A pool of this kind limited to `limit` bytes; `None` as limit gives
+    /// an [`UnboundedPool`] whatever the kind.
     pub fn build(self, limit: Option<u64>) -> Arc<dyn MemoryPool> {
         match (self, limit) {
             (_, None) | (PoolKind::Unbounded, _) => Arc::new(UnboundedPool::new()),
@@ -475,14 +515,17 @@ impl FromStr for PoolKind {
     }
 }
 
-/// The limit in `MEMLEDGER_MEMORY_LIMIT` (bytes), if set and valid.
+/// The limit in `MEMLEDGER_MEMORY_LIMIT` (a whole number of bytes, spaces
+/// around it allowed), if set and valid; an unset, empty or malformed value
+/// gives `None` (unbounded).
 pub fn limit_from_env() -> Option<u64> {
     std::env::var("MEMLEDGER_MEMORY_LIMIT")
         .ok()
         .and_then(|v| v.trim().parse().ok())
 }
 
-/// A pool of `kind` limited by `MEMLEDGER_MEMORY_LIMIT` (unset: unbounded).
+/// A pool of `kind` limited by `MEMLEDGER_MEMORY_LIMIT` (unset: an
+/// [`UnboundedPool`]).
 pub fn pool_from_env(kind: PoolKind) -> Arc<dyn MemoryPool> {
     kind.build(limit_from_env())
 }

@@ -1,170 +1,291 @@
-//! `arbiter`: three operators compete for one `ArbiterPool`: a spillable
-//! sort buffer, a spillable aggregation and a hash-join build that cannot
-//! spill. Each spillable operator registers a callback that spills what it
-//! holds and frees its reservation; when the join (or anyone) needs room,
-//! the arbiter asks the largest holder first.
+//! `arbiter`: three operators share one `ArbiterPool` on three threads at
+//! once: a spillable sort (`ExternalSorter[0]`), a spillable hash
+//! aggregation (`GroupedHashAggregate[0]`) and a hash join whose build side
+//! (`HashJoinBuild[0]`) cannot spill.
 //!
-//! Each operator keeps its state behind a mutex that it never holds while
-//! asking the pool, so the callback, run from the asking thread, can take it.
+//! Each spillable operator registers a callback. When a request would pass
+//! the limit, the pool calls the callbacks of the other spillable
+//! consumers, largest reservation first, from the asking thread; a callback
+//! spills what its operator holds and frees its reservation before it
+//! returns. An operator that is refused all the same spills itself (if it
+//! can) and asks again, a few times; the join build, which cannot spill,
+//! fails the query when it is still refused.
+//!
+//! Each operator's state sits behind a mutex that its own thread never
+//! holds while asking the pool: reservations are asked for through an
+//! empty reservation of the same consumer, outside the lock, and merged
+//! into the state's reservation under the lock together with the rows they
+//! pay for. So a callback running on another thread can always take the
+//! lock, and a spill never frees bytes for rows not yet buffered. The
+//! callback enters its operator's scope, so what a spill allocates and
+//! frees is charged to the operator, not to the thread that asked.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
 
 use memledger_alloc::Scope;
-use memledger_profiler::{MemoryConsumer, MemoryPool, MemoryReservation, PoolError};
+use memledger_profiler::{MemoryConsumer, MemoryPool, MemoryReservation, SpillFn};
 
-use crate::data::{Row, Rows};
-use crate::spill::{Run, write_run};
+use crate::aggregate::{AGGREGATE, HashAggregator, group_key};
+use crate::data::{Rows, estimate, mix};
+use crate::join::{BUILD, build_and_probe};
+use crate::sort::{ExternalSorter, SORTER};
 use crate::{BATCH, Outcome, QueryError};
 
-/// A spillable operator's state: buffered rows, its reservation, its runs.
-struct Spillable {
-    rows: Vec<Row>,
-    groups: HashMap<u64, (u64, u64)>,
-    reservation: Option<MemoryReservation>,
-    runs: Vec<Run>,
+/// How many rows each operator gets.
+pub struct Sizes {
+    /// Rows sorted.
+    pub sort: u64,
+    /// Rows aggregated.
+    pub aggregate: u64,
+    /// Their key space (about that many groups).
+    pub distinct: u64,
+    /// Rows of the join's build side.
+    pub build: u64,
+    /// Rows of the join's probe side.
+    pub probe: u64,
 }
 
-fn lock(m: &Mutex<Spillable>) -> MutexGuard<'_, Spillable> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// An operator's state, shared with its spill callback. `None` once the
+/// operator took it back to produce its output.
+type Shared<T> = Arc<Mutex<Option<T>>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl Spillable {
-    /// Writes what it holds to a run and frees its reservation; returns the bytes freed.
-    fn spill(&mut self) -> usize {
-        if self.rows.is_empty() && self.groups.is_empty() {
-            return 0;
-        }
-        let mut rows = std::mem::take(&mut self.rows);
-        rows.extend(self.groups.drain().map(|(key, (sum, count))| Row {
-            key,
-            name: String::new(),
-            value: sum ^ count,
-        }));
-        self.groups = HashMap::new();
-        rows.sort_unstable_by_key(|r| r.key);
-        if let Ok(run) = write_run(rows.iter()) {
-            self.runs.push(run);
-        }
-        self.reservation.as_mut().map_or(0, MemoryReservation::free)
+/// What the callback needs of an operator.
+trait Spillable: Send + 'static {
+    /// Spills everything and frees the reservation; returns the bytes freed.
+    fn spill_on_request(&mut self) -> usize;
+    /// Spills everything (when its own request was refused).
+    fn spill(&mut self) -> Result<usize, QueryError>;
+}
+
+impl Spillable for ExternalSorter {
+    fn spill_on_request(&mut self) -> usize {
+        ExternalSorter::spill_on_request(self)
+    }
+    fn spill(&mut self) -> Result<usize, QueryError> {
+        Ok(ExternalSorter::spill(self)?)
     }
 }
 
-/// Registers a spillable operator named `name` with its callback.
-fn spillable(pool: &Arc<dyn MemoryPool>, name: &str) -> Arc<Mutex<Spillable>> {
-    let state = Arc::new(Mutex::new(Spillable {
-        rows: Vec::new(),
-        groups: HashMap::new(),
-        reservation: None,
-        runs: Vec::new(),
-    }));
+impl Spillable for HashAggregator {
+    fn spill_on_request(&mut self) -> usize {
+        HashAggregator::spill_on_request(self)
+    }
+    fn spill(&mut self) -> Result<usize, QueryError> {
+        Ok(HashAggregator::spill(self)?)
+    }
+}
+
+/// Registers the consumer `name` (scope of the same name) with a spill
+/// callback over the state `make` builds. Returns the shared state and an
+/// empty reservation of the same consumer to ask the pool through.
+fn register<T: Spillable>(
+    pool: &Arc<dyn MemoryPool>,
+    name: &str,
+    make: impl FnOnce(MemoryReservation) -> T,
+) -> (Shared<T>, MemoryReservation) {
+    let scope = Scope::new(name);
+    let state: Shared<T> = Arc::new(Mutex::new(None));
     let weak = Arc::downgrade(&state);
+    let spill: SpillFn = Arc::new(move |_wanted| {
+        let Some(state) = weak.upgrade() else {
+            return 0;
+        };
+        scope.in_scope(|| lock(&state).as_mut().map_or(0, T::spill_on_request))
+    });
     let reservation = MemoryConsumer::new(name)
-        .with_spill(Arc::new(move |_wanted| {
-            weak.upgrade().map_or(0, |s| lock(&s).spill())
-        }))
+        .with_spill(spill)
+        .with_scope(scope)
         .register(pool);
-    lock(&state).reservation = Some(reservation);
-    state
+    let asker = reservation.new_empty();
+    *lock(&state) = Some(make(reservation));
+    (state, asker)
 }
 
-/// Asks for `bytes` without holding the state's lock; spills itself once if refused.
-fn reserve(state: &Mutex<Spillable>, bytes: usize) -> Result<(), PoolError> {
-    let fresh = lock(state)
-        .reservation
-        .as_ref()
-        .map(MemoryReservation::new_empty);
-    let Some(mut grant) = fresh else {
-        return Ok(());
+/// How often an operator asks before it gives up: the pool does not keep
+/// what a spill frees for the thread that asked, so another thread can take
+/// it first. Between two tries a spillable operator spills itself, and
+/// every operator lets the other threads run.
+const TRIES: usize = 8;
+
+/// Asks for `bytes` through `asker` without holding the state's lock;
+/// when refused, spills the operator and asks again. Returns the grant, to
+/// be merged into the state's reservation with the rows it pays for.
+fn reserve<T: Spillable>(
+    state: &Shared<T>,
+    asker: &MemoryReservation,
+    bytes: usize,
+) -> Result<MemoryReservation, QueryError> {
+    let mut grant = asker.new_empty();
+    let mut tries = 1;
+    while let Err(refused) = grant.try_grow(bytes) {
+        if tries == TRIES {
+            return Err(refused.into());
+        }
+        if let Some(op) = lock(state).as_mut() {
+            op.spill()?;
+        }
+        thread::yield_now();
+        tries += 1;
+    }
+    Ok(grant)
+}
+
+/// Ends the operator's input under its lock (so that a callback arriving
+/// meanwhile waits, then finds the reservation freed) and takes the
+/// operator back. `end` either produces the output from memory or writes
+/// what is left as a run, and frees the reservation either way; what is
+/// then merged from disk is done outside the lock.
+fn end_input<T, R>(
+    state: &Shared<T>,
+    end: impl FnOnce(&mut T) -> Result<R, QueryError>,
+) -> Result<(R, T), QueryError> {
+    let mut guard = lock(state);
+    let Some(op) = guard.as_mut() else {
+        return Err(QueryError::Other(
+            "an operator's state was taken twice".to_string(),
+        ));
     };
-    if grant.try_grow(bytes).is_err() {
-        lock(state).spill();
-        grant.try_grow(bytes)?;
+    let ended = end(op)?;
+    match guard.take() {
+        Some(op) => Ok((ended, op)),
+        None => Err(QueryError::Other(
+            "an operator's state was taken twice".to_string(),
+        )),
     }
-    if let Some(r) = lock(state).reservation.as_mut() {
-        r.merge(grant);
-    }
-    Ok(())
 }
 
-fn sorter(pool: Arc<dyn MemoryPool>, rows: u64) -> Result<u64, PoolError> {
-    let _scope = Scope::new("ArbiterSort[0]").enter();
-    let state = spillable(&pool, "ArbiterSort[0]");
+/// What one operator did.
+struct Done {
+    checksum: u64,
+    spills: u64,
+    asked: u64,
+}
+
+fn sort(pool: &Arc<dyn MemoryPool>, rows: u64) -> Result<Done, QueryError> {
+    let _entered = Scope::new(SORTER).enter();
+    let (state, asker) = register(pool, SORTER, ExternalSorter::new);
     let mut input = Rows::new(0x5EED_0006, rows);
     loop {
         let batch = input.batch(BATCH);
         if batch.is_empty() {
             break;
         }
-        reserve(&state, batch.iter().map(Row::estimate).sum())?;
-        lock(&state).rows.extend(batch);
+        let grant = reserve(&state, &asker, estimate(&batch))?;
+        if let Some(sorter) = lock(&state).as_mut() {
+            sorter.reservation().merge(grant);
+            sorter.push(batch);
+        }
     }
-    let runs = lock(&state).runs.len() as u64;
-    Ok(runs)
+    let (ended, sorter) = end_input(&state, ExternalSorter::end_input)?;
+    let (spills, asked) = (sorter.spills(), sorter.asked());
+    let checksum = match ended {
+        Some(sum) => sum,
+        None => sorter.merge_runs(pool)?,
+    };
+    Ok(Done {
+        checksum,
+        spills,
+        asked,
+    })
 }
 
-fn aggregator(pool: Arc<dyn MemoryPool>, rows: u64) -> Result<u64, PoolError> {
-    let _scope = Scope::new("ArbiterAggregate[0]").enter();
-    let state = spillable(&pool, "ArbiterAggregate[0]");
-    let mut input = Rows::new(0x5EED_0007, rows).keys_in(rows / 2 + 1);
+fn aggregate(pool: &Arc<dyn MemoryPool>, rows: u64, distinct: u64) -> Result<Done, QueryError> {
+    let _entered = Scope::new(AGGREGATE).enter();
+    let (state, asker) = register(pool, AGGREGATE, HashAggregator::new);
+    let mut input = Rows::new(0x5EED_0007, rows).keys_in(distinct);
     loop {
         let batch = input.batch(BATCH);
         if batch.is_empty() {
             break;
         }
-        // New groups cost 32 bytes each in the estimate; the table's real
-        // cost per entry is larger.
-        let new = {
-            let s = lock(&state);
-            batch
-                .iter()
-                .filter(|r| !s.groups.contains_key(&r.key))
-                .count()
-        };
-        reserve(&state, new * 32)?;
-        let mut s = lock(&state);
-        for row in batch {
-            let g = s.groups.entry(row.key).or_insert((0, 0));
-            g.0 = g.0.wrapping_add(row.value);
-            g.1 += 1;
-        }
-    }
-    let runs = lock(&state).runs.len() as u64;
-    Ok(runs)
-}
-
-fn join_build(pool: Arc<dyn MemoryPool>, rows: u64) -> Result<u64, PoolError> {
-    let _scope = Scope::new("ArbiterJoinBuild[0]").enter();
-    let mut reservation = MemoryConsumer::new("ArbiterJoinBuild[0]").register(&pool);
-    let mut table: HashMap<u64, Vec<Row>> = HashMap::new();
-    let mut input = Rows::new(0x5EED_0008, rows).keys_in(rows / 2 + 1);
-    loop {
-        let batch = input.batch(BATCH);
-        if batch.is_empty() {
+        let keys: Vec<(String, u64)> = batch.iter().map(|r| (group_key(r.key), r.value)).collect();
+        drop(batch);
+        // Reserve for the groups the batch creates, then add it under the
+        // lock. A spill between the two (the table emptied, so more groups
+        // are new than were reserved for) sends the grant back to ask again.
+        let mut round = 1;
+        loop {
+            let wanted = lock(&state).as_ref().map_or(0, |agg| {
+                agg.new_groups_estimate(keys.iter().map(|k| k.0.as_str()))
+            });
+            let mut grant = reserve(&state, &asker, wanted)?;
+            let mut guard = lock(&state);
+            let Some(agg) = guard.as_mut() else {
+                break;
+            };
+            let now = agg.new_groups_estimate(keys.iter().map(|k| k.0.as_str()));
+            if now > wanted {
+                if round < TRIES {
+                    drop(guard);
+                    drop(grant);
+                    round += 1;
+                    continue;
+                }
+                // Out of rounds: these groups go into memory anyway.
+                grant.grow(now - wanted);
+            }
+            agg.reservation().merge(grant);
+            for (key, value) in keys {
+                if !agg.add_to_existing(&key, value) {
+                    agg.add(key, value);
+                }
+            }
             break;
         }
-        reservation.try_grow(batch.iter().map(Row::estimate).sum())?;
-        for row in batch {
-            table.entry(row.key).or_default().push(row);
-        }
     }
-    Ok(table.len() as u64)
+    let (ended, agg) = end_input(&state, HashAggregator::end_input)?;
+    let (spills, asked) = (agg.spills(), agg.asked());
+    let checksum = match ended {
+        Some(sum) => sum,
+        None => agg.merge_runs()?,
+    };
+    Ok(Done {
+        checksum,
+        spills,
+        asked,
+    })
 }
 
 /// Runs the three operators at once on `pool` (an arbiter pool).
-pub fn run(pool: &Arc<dyn MemoryPool>, rows: u64) -> Result<Outcome, QueryError> {
-    let (p1, p2, p3) = (Arc::clone(pool), Arc::clone(pool), Arc::clone(pool));
-    let sort = std::thread::spawn(move || sorter(p1, rows));
-    let agg = std::thread::spawn(move || aggregator(p2, rows));
-    let join = std::thread::spawn(move || join_build(p3, rows / 2));
-    let join_keys = join.join().map_err(|_| QueryError::Panic)??;
-    let sort_runs = sort.join().map_err(|_| QueryError::Panic)??;
-    let agg_runs = agg.join().map_err(|_| QueryError::Panic)??;
+pub fn run(pool: &Arc<dyn MemoryPool>, sizes: &Sizes) -> Result<Outcome, QueryError> {
+    let spawn = |name: &str| thread::Builder::new().name(format!("arbiter-{name}"));
+    let (sorted, aggregated, joined) = thread::scope(|s| {
+        let sorted = spawn("sort").spawn_scoped(s, || sort(pool, sizes.sort))?;
+        let aggregated = spawn("aggregate")
+            .spawn_scoped(s, || aggregate(pool, sizes.aggregate, sizes.distinct))?;
+        let joined = spawn("join").spawn_scoped(s, || {
+            build_and_probe(
+                pool,
+                (0x5EED_0008, sizes.build),
+                (0x5EED_0009, sizes.probe),
+                TRIES,
+            )
+        })?;
+        // Every thread is joined before any result is looked at.
+        let (sorted, aggregated, joined) = (sorted.join(), aggregated.join(), joined.join());
+        let panicked = |name: &str| QueryError::Other(format!("the {name} thread panicked"));
+        Ok::<_, QueryError>((
+            sorted.map_err(|_| panicked("sort"))?,
+            aggregated.map_err(|_| panicked("aggregate"))?,
+            joined.map_err(|_| panicked("join"))?,
+        ))
+    })?;
+    // The join's refusal first: it is the one the pool could not avoid.
+    let joined = joined?;
+    let (sorted, aggregated) = (sorted?, aggregated?);
     println!(
-        "arbiter: sort spilled {sort_runs} runs, aggregate spilled {agg_runs} runs, join built {join_keys} keys"
+        "arbiter: {SORTER} spilled {} times ({} asked by the pool), \
+         {AGGREGATE} spilled {} times ({} asked by the pool), \
+         {BUILD} joined {} rows",
+        sorted.spills, sorted.asked, aggregated.spills, aggregated.asked, joined.matches
     );
     Ok(Outcome {
-        checksum: join_keys,
-        spills: sort_runs + agg_runs,
+        checksum: mix(mix(sorted.checksum, aggregated.checksum), joined.checksum),
+        spills: sorted.spills + aggregated.spills,
     })
 }

@@ -1,5 +1,9 @@
 //! Deterministic rows, generated in batches so that only what an operator
 //! keeps stays in memory.
+//!
+//! A row is `(key: u64, name: String of 8 to 40 characters, value: u64)`,
+//! drawn from an xorshift64* generator: the same seed gives the same rows on
+//! every machine, so checksums can be compared across runs and limits.
 
 /// One row: a key, a name of 8 to 40 characters, a value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -10,12 +14,18 @@ pub struct Row {
 }
 
 impl Row {
-    /// What engines typically reserve for a row: the fixed fields and the
-    /// text's length. The `String`'s header (24 bytes), its spare capacity
-    /// and the container's own overhead are left out: the classic mistake.
+    /// What engines typically reserve for a row: the two fixed fields and
+    /// the text's length. The `String`'s header (24 bytes), its allocation's
+    /// size-class slack and the container's own overhead are left out: the
+    /// classic mistake.
     pub fn estimate(&self) -> usize {
-        16 + self.name.len()
+        8 + 8 + self.name.len()
     }
+}
+
+/// The sum of the estimates of `rows`.
+pub fn estimate(rows: &[Row]) -> usize {
+    rows.iter().map(Row::estimate).sum()
 }
 
 /// xorshift64*: fast, deterministic.
@@ -26,7 +36,7 @@ pub fn next(seed: &mut u64) -> u64 {
     seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
-/// A stream of `count` rows.
+/// A stream of `count` rows, handed out batch by batch.
 pub struct Rows {
     seed: u64,
     produced: u64,
@@ -98,7 +108,16 @@ impl Rows {
     }
 }
 
-/// An order-dependent checksum: equal only for the same rows in the same order.
+/// Folds one value into an order-dependent checksum.
+pub fn mix(acc: u64, x: u64) -> u64 {
+    acc.wrapping_mul(0x100_0000_01B3) ^ x
+}
+
+/// An order-dependent checksum: equal only for the same rows in the same
+/// order (up to the names' contents, of which only the length counts).
 pub fn checksum(acc: u64, row: &Row) -> u64 {
-    acc.wrapping_mul(0x100_0000_01B3) ^ row.key ^ row.value.rotate_left(17) ^ row.name.len() as u64
+    mix(
+        acc,
+        row.key ^ row.value.rotate_left(17) ^ row.name.len() as u64,
+    )
 }

@@ -1,6 +1,8 @@
-//! `topk`: the 10 000 rows with the largest keys, kept in a heap under
-//! `TopK[0]`, which reserves K times the first row's estimate once. Later
-//! names are longer: the reservation is soon too small.
+//! `topk`: the 10 000 rows with the largest keys of a stream, kept in a
+//! `BinaryHeap` under `TopK[0]`, which reserves K times the first row's
+//! estimate, once. The stream's names lengthen from 8 to 40 characters as
+//! it goes on: the reservation is soon too small, and the heap's `String`
+//! headers were never in it.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -14,11 +16,14 @@ use crate::{BATCH, Outcome, QueryError};
 
 /// Rows kept.
 pub const K: usize = 10_000;
+/// The operator's consumer and scope.
+pub const TOPK: &str = "TopK[0]";
 
 /// Keeps the top `K` of `rows` rows by key.
 pub fn run(pool: &Arc<dyn MemoryPool>, rows: u64) -> Result<Outcome, QueryError> {
-    let _scope = Scope::new("TopK[0]").enter();
-    let mut reservation = MemoryConsumer::new("TopK[0]").register(pool);
+    let scope = Scope::new(TOPK);
+    let _entered = scope.enter();
+    let mut reservation = MemoryConsumer::new(TOPK).with_scope(scope).register(pool);
     let mut input = Rows::new(0x5EED_0005, rows).growing_names();
     let mut heap: BinaryHeap<Reverse<(u64, String, u64)>> = BinaryHeap::with_capacity(K + 1);
     loop {
@@ -27,6 +32,7 @@ pub fn run(pool: &Arc<dyn MemoryPool>, rows: u64) -> Result<Outcome, QueryError>
             break;
         }
         if reservation.size() == 0 {
+            // `batch` is not empty (checked above).
             reservation.try_grow(K * batch[0].estimate())?;
         }
         for row in batch {
