@@ -65,7 +65,9 @@ mod tracked;
 pub use inner::mimalloc_good_size;
 pub use inner::{Inner, Plain};
 pub use mode::{Attribution, Counting, Mode, Owner};
-pub use scope::{Instrumented, MAX_SCOPES, Scope, ScopeGuard, ScopeStats, scopes};
+pub use scope::{
+    Instrumented, MAX_SCOPES, Scope, ScopeGuard, ScopeStats, overflowed_scope_names, scopes,
+};
 pub use stats::{
     HeapStats, PreciseGuard, ThreadStats, attribution, exited_threads, flush_thread, heap,
     is_installed, peak_error_bytes, precise, reset_peak, this_thread, threads,

@@ -13,7 +13,7 @@
 //! total figures are exact; a scope's peak is seen at publication time and
 //! may be off by [`peak_error_bytes`](crate::peak_error_bytes).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -98,14 +98,26 @@ static CELLS: [ScopeCell; MAX_SCOPES] = [const { ScopeCell::new() }; MAX_SCOPES]
 /// Number of ids handed out (0 and 1 are built in).
 static COUNT: AtomicU32 = AtomicU32::new(2);
 
+/// Distinct names that got [`Scope::OVERFLOW`] because the table was full.
+static OVERFLOWED_NAMES: AtomicU64 = AtomicU64::new(0);
+
+/// How many distinct scope names did not fit in the table of [`MAX_SCOPES`]
+/// and were charged to [`Scope::OVERFLOW`] instead (each name counted once).
+pub fn overflowed_scope_names() -> u64 {
+    OVERFLOWED_NAMES.load(Relaxed)
+}
+
 struct Interner {
     names: Vec<&'static str>,
     ids: BTreeMap<&'static str, u32>,
+    /// Names refused for lack of room, kept so each is counted once.
+    overflowed: BTreeSet<Box<str>>,
 }
 
 static INTERNER: Mutex<Interner> = Mutex::new(Interner {
     names: Vec::new(),
     ids: BTreeMap::new(),
+    overflowed: BTreeSet::new(),
 });
 
 #[inline(always)]
@@ -142,6 +154,9 @@ impl Scope {
         }
         let id = COUNT.load(Relaxed);
         if id as usize >= MAX_SCOPES {
+            if interner.overflowed.insert(name.into()) {
+                OVERFLOWED_NAMES.fetch_add(1, Relaxed);
+            }
             return Scope::OVERFLOW;
         }
         let name: &'static str = Box::leak(name.to_owned().into_boxed_str());

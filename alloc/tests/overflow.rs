@@ -1,6 +1,6 @@
 //! Past MAX_SCOPES, new scopes are the `overflow` scope: nothing breaks, no byte is lost.
 
-use memledger_alloc::{MAX_SCOPES, MiMalloc, Scope, Tracked, scopes};
+use memledger_alloc::{MAX_SCOPES, MiMalloc, Scope, Tracked, overflowed_scope_names, scopes};
 
 #[global_allocator]
 static GLOBAL: Tracked<MiMalloc> = Tracked::new(MiMalloc);
@@ -17,6 +17,11 @@ fn thousands_of_scopes_then_overflow() {
     let over = Scope::new("one too many");
     assert_eq!(over, Scope::OVERFLOW);
     assert_eq!(over.name(), "overflow");
+    assert_eq!(overflowed_scope_names(), 1);
+    assert_eq!(Scope::new("one too many"), Scope::OVERFLOW);
+    assert_eq!(overflowed_scope_names(), 1, "a name is counted once");
+    assert_eq!(Scope::new("another one"), Scope::OVERFLOW);
+    assert_eq!(overflowed_scope_names(), 2);
     let v = over.in_scope(|| vec![0u8; 5000]);
     let w = last.in_scope(|| vec![0u8; 7000]);
     assert_eq!(Scope::OVERFLOW.stats().live_requested, 5000);
