@@ -20,7 +20,7 @@
 //! ## Words
 //!
 //! - **requested** bytes: what `Layout::size()` asked for; **usable** bytes:
-//!   what the inner allocator's size class really hands out (see [`Inner`]).
+//!   what the inner allocator really hands out for it (see [`Inner`]).
 //! - **live**: allocated and not freed; **peak**: highest live since start or
 //!   [`reset_peak`]; **total**: cumulative allocated.
 //! - **scope**: a named tag ([`Scope`]) a thread enters; its allocations are
@@ -31,49 +31,75 @@
 //! - [`Counting`] (default): a free is charged to the scope and thread that
 //!   free it. No per-block bytes; the cheapest mode, for CI.
 //! - [`Owner`]: a free is charged back to the scope that allocated the block,
-//!   from any thread, via a tag per block (an 8-byte header for blocks of
-//!   256 bytes and more, a 4-byte trailer below); for per-operator diagnosis.
-//!   Threads are always charged where the free happens.
+//!   from any thread, through a tag per block kept in its size class's slack
+//!   or, for blocks of [`OWNER_SIDE_TABLE_MIN`] bytes and more without slack,
+//!   in a side table; for per-operator diagnosis. Tagging never asks the
+//!   inner allocator for more bytes, so no block changes size class. Small
+//!   blocks without slack (8, 16, 32, 64, 128 bytes and the like) carry no
+//!   tag: their frees are charged as in counting mode. Threads are always
+//!   charged where the free happens.
 //!
-//! ## Cost and accuracy
+//! ## Cost
 //!
-//! The hot path adds to counters in a `const` thread-local without `Drop`: no
-//! lock, no allocation, no write to memory another thread writes. Threads
-//! publish to the shared scope and global counters every [`FLUSH_BYTES`] of
-//! net change and when they switch scope or exit. Live and total figures are
-//! exact when read (readers add what threads have not published yet); peaks
-//! are within [`peak_error_bytes`] (threads × 64 KiB), or exact for a thread
-//! inside [`precise`].
+//! The hot path adds to counters in a `const` thread-local without `Drop`:
+//! no lock, no allocation, no write to memory another thread writes, one
+//! compare. Entering or leaving a scope switches which of the thread's own
+//! per-scope slots is counted into, writing no shared memory unless the
+//! scope left holds unpublished bytes.
+//!
+//! ## What is exact, and when
+//!
+//! | figure | while threads run | when quiet |
+//! |---|---|---|
+//! | live, total, allocation counts: [`heap`], [`threads`], [`this_thread`], [`Scope::stats`], [`scopes`] | exact at the instant of reading; cumulative figures never go down between two reads | exact |
+//! | usable bytes | what the inner allocator really handed out (mimalloc: equal to `mi_usable_size`) | same |
+//! | peaks (global, per scope, per thread) | at most [`peak_error_bytes`] below the truth (live threads × [`FLUSH_BYTES`], requested and usable alike); exact for a thread inside [`precise`] | same |
+//!
+//! Readers take the thread registry's lock for a walk over live threads, and
+//! read each thread's counters with a sequence check, so a thread that exits
+//! meanwhile is counted once, and counts that move from a thread to a scope's
+//! shared cell are seen in exactly one place.
 //!
 //! ## Guarantees
 //!
-//! - Nothing in the allocator path panics, locks or aborts; a null from the
-//!   inner allocator is returned as null and counts nothing.
-//! - `realloc` and `alloc_zeroed` use the inner allocator's own functions.
+//! - Nothing in the allocator path panics or aborts; a null from the inner
+//!   allocator is returned as null and counts nothing. The hot path takes no
+//!   lock; a thread takes the registry's lock once to register and once to
+//!   exit.
+//! - `alloc`, `alloc_zeroed` and `realloc` use the inner allocator's own
+//!   functions (for mimalloc, see [`Inner`] for the entry points).
 //! - Allocations before `main`, in thread-local destructors, after a thread's
 //!   counters were folded into the `exited` row, and in a child after `fork`
 //!   are all counted.
+//! - Linux only (a compile error elsewhere); blocks of 16 TiB or more are
+//!   beyond the counters' range.
 
+mod cell;
+mod counts;
+mod global;
 mod inner;
 mod mode;
+mod registry;
 mod scope;
 mod stats;
+mod sys;
+mod tag;
 mod thread;
 mod tracked;
 
+pub use cell::MAX_SCOPES;
 #[cfg(feature = "mimalloc")]
 pub use inner::mimalloc_good_size;
 pub use inner::{Inner, Plain};
 pub use mode::{Attribution, Counting, Mode, Owner};
-pub use scope::{
-    Instrumented, MAX_SCOPES, Scope, ScopeGuard, ScopeStats, overflowed_scope_names, scopes,
-};
+pub use scope::{Instrumented, Scope, ScopeGuard, ScopeStats, overflowed_scope_names, scopes};
 pub use stats::{
     HeapStats, PreciseGuard, ThreadStats, attribution, exited_threads, flush_thread, heap,
     is_installed, peak_error_bytes, precise, reset_peak, this_thread, threads,
 };
+pub use tag::{OWNER_SIDE_TABLE_MIN, OWNER_TAG_BYTES};
 pub use thread::FLUSH_BYTES;
-pub use tracked::{OWNER_HEADER_BYTES, OWNER_HEADER_MIN, OWNER_TRAILER_BYTES, Tracked};
+pub use tracked::Tracked;
 
 /// mimalloc, re-exported so that one line installs `Tracked<MiMalloc>`.
 #[cfg(feature = "mimalloc")]

@@ -5,26 +5,24 @@
 //! [`Scope::UNSCOPED`]. A scope is a `u32` index into a fixed table of
 //! [`MAX_SCOPES`] cells, interned by name, so copying one is free.
 //!
-//! The hot path never touches a scope cell: each thread accumulates its
-//! allocations for its current scope in thread-local counters and publishes
-//! them to the cell (a handful of atomic adds) when it enters or leaves a
-//! scope, every [`FLUSH_BYTES`](crate::FLUSH_BYTES) of net change, and when
-//! it exits. Reads add the still-pending deltas of live threads, so live and
-//! total figures are exact; a scope's peak is seen at publication time and
-//! may be off by [`peak_error_bytes`](crate::peak_error_bytes).
+//! Entering or leaving a scope only changes which of the thread's own slots
+//! the hot path counts into (see the `thread` module): it writes no shared
+//! memory unless the scope it leaves holds unpublished bytes. A scope's
+//! figures are its cell's folded counts plus what every live thread holds for
+//! it, read together; see [`Scope::stats`] for what is exact.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
+use crate::cell::{MAX_SCOPES, cell};
+use crate::counts::Counts;
 use crate::thread;
-
-/// How many scopes can exist; past this, [`Scope::new`] returns [`Scope::OVERFLOW`].
-pub const MAX_SCOPES: usize = 16384;
 
 /// A named tag that allocations are charged to. Interned: the same name is the
 /// same scope. Cheap to copy.
@@ -37,66 +35,13 @@ impl std::fmt::Debug for Scope {
     }
 }
 
-/// One scope's published counters. One cache line, written only when a thread
-/// publishes its deltas.
-#[repr(C, align(64))]
-pub(crate) struct ScopeCell {
-    pub(crate) live_requested: AtomicI64,
-    pub(crate) live_usable: AtomicI64,
-    pub(crate) peak_requested: AtomicI64,
-    pub(crate) peak_usable: AtomicI64,
-    pub(crate) total_requested: AtomicU64,
-    pub(crate) total_usable: AtomicU64,
-    pub(crate) allocations: AtomicU64,
-    pub(crate) deallocations: AtomicU64,
-}
-
-impl ScopeCell {
-    const fn new() -> Self {
-        ScopeCell {
-            live_requested: AtomicI64::new(0),
-            live_usable: AtomicI64::new(0),
-            peak_requested: AtomicI64::new(0),
-            peak_usable: AtomicI64::new(0),
-            total_requested: AtomicU64::new(0),
-            total_usable: AtomicU64::new(0),
-            allocations: AtomicU64::new(0),
-            deallocations: AtomicU64::new(0),
-        }
-    }
-
-    /// Adds a thread's published delta. Cold: a few atomic adds on this scope's line.
-    #[inline]
-    pub(crate) fn publish(&self, d: &thread::Delta) {
-        let live = self.live_requested.fetch_add(d.net_requested(), Relaxed) + d.net_requested();
-        raise(&self.peak_requested, live);
-        let live_u = self.live_usable.fetch_add(d.net_usable(), Relaxed) + d.net_usable();
-        raise(&self.peak_usable, live_u);
-        if d.alloc_requested != 0 {
-            self.total_requested.fetch_add(d.alloc_requested, Relaxed);
-            self.total_usable.fetch_add(d.alloc_usable, Relaxed);
-        }
-        if d.allocations != 0 {
-            self.allocations.fetch_add(d.allocations, Relaxed);
-        }
-        if d.deallocations != 0 {
-            self.deallocations.fetch_add(d.deallocations, Relaxed);
-        }
-    }
-}
-
-/// Raises `peak` to `value` if it is higher; reads first so the common case writes nothing.
-#[inline]
-pub(crate) fn raise(peak: &AtomicI64, value: i64) {
-    if value > peak.load(Relaxed) {
-        peak.fetch_max(value, Relaxed);
-    }
-}
-
-static CELLS: [ScopeCell; MAX_SCOPES] = [const { ScopeCell::new() }; MAX_SCOPES];
-
 /// Number of ids handed out (0 and 1 are built in).
 static COUNT: AtomicU32 = AtomicU32::new(2);
+
+/// How many scope ids exist (ids below this name a scope).
+pub(crate) fn count() -> u32 {
+    COUNT.load(Relaxed)
+}
 
 /// Distinct names that got [`Scope::OVERFLOW`] because the table was full.
 static OVERFLOWED_NAMES: AtomicU64 = AtomicU64::new(0);
@@ -120,13 +65,6 @@ static INTERNER: Mutex<Interner> = Mutex::new(Interner {
     overflowed: BTreeSet::new(),
 });
 
-#[inline(always)]
-pub(crate) fn cell(id: u32) -> &'static ScopeCell {
-    // Ids only come from `Scope` values, which are always < MAX_SCOPES; the
-    // `min` keeps a corrupt owner-mode trailer from indexing out of bounds.
-    &CELLS[(id as usize).min(MAX_SCOPES - 1)]
-}
-
 impl Scope {
     /// Allocations outside any scope.
     pub const UNSCOPED: Scope = Scope(0);
@@ -145,10 +83,7 @@ impl Scope {
             "overflow" => return Scope::OVERFLOW,
             _ => {}
         }
-        let mut interner = match INTERNER.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut interner = lock_interner();
         if let Some(&id) = interner.ids.get(name) {
             return Scope(id);
         }
@@ -179,13 +114,11 @@ impl Scope {
         match self.0 {
             0 => "unscoped",
             1 => "overflow",
-            id => {
-                let interner = match INTERNER.lock() {
-                    Ok(guard) => guard,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                interner.names.get(id as usize).copied().unwrap_or("?")
-            }
+            id => lock_interner()
+                .names
+                .get(id as usize)
+                .copied()
+                .unwrap_or("?"),
         }
     }
 
@@ -213,52 +146,69 @@ impl Scope {
     /// Wraps a future (or, with feature `stream`, a stream) so that every
     /// `poll` runs inside this scope, on whichever thread polls it.
     pub fn instrument<F>(self, inner: F) -> Instrumented<F> {
-        Instrumented { scope: self, inner }
+        Instrumented::new(self, inner)
     }
 
-    /// This scope's figures now (live and totals exact, peak within
-    /// [`peak_error_bytes`](crate::peak_error_bytes)).
+    /// This scope's figures now.
+    ///
+    /// Live, total and count figures are exact at the moment of reading, and
+    /// never go down between two reads while threads run (cumulative ones);
+    /// the peaks are within [`peak_error_bytes`](crate::peak_error_bytes)
+    /// below the truth. Takes the thread registry's lock for a walk over
+    /// live threads; does not allocate.
     pub fn stats(self) -> ScopeStats {
-        let mut stats = ScopeStats::read(self);
-        thread::add_pending(|scope, delta| {
-            if scope == self.0 {
-                stats.add(delta);
-            }
-        });
-        stats
+        let mut counts = [Counts::default()];
+        thread::scope_counts(&mut counts, self.0);
+        ScopeStats::new(self, self.name(), &counts[0])
     }
 
     /// Sets this scope's peaks to its live values now.
     pub fn reset_peak(self) {
         thread::flush_current();
+        let s = self.stats();
         let c = cell(self.0);
-        c.peak_requested
-            .store(c.live_requested.load(Relaxed), Relaxed);
-        c.peak_usable.store(c.live_usable.load(Relaxed), Relaxed);
+        c.peak_requested.store(s.live_requested, Relaxed);
+        c.peak_usable.store(s.live_usable, Relaxed);
     }
 }
 
-/// Every scope that exists (including `unscoped` and `overflow`), by id.
+/// Every scope that exists (including `unscoped` and `overflow`), by id,
+/// read together (see [`Scope::stats`] for what is exact).
 pub fn scopes() -> Vec<ScopeStats> {
-    let count = COUNT.load(Relaxed) as usize;
-    let mut all: Vec<ScopeStats> = (0..count as u32)
-        .map(|id| ScopeStats::read(Scope(id)))
-        .collect();
-    thread::add_pending(|scope, delta| {
-        if let Some(stats) = all.get_mut(scope as usize) {
-            stats.add(delta);
-        }
-    });
-    all
+    let count = count() as usize;
+    let mut counts = vec![Counts::default(); count];
+    thread::scope_counts(&mut counts, 0);
+    let names: Vec<&'static str> = {
+        let interner = lock_interner();
+        (0..count)
+            .map(|id| match id {
+                0 => "unscoped",
+                1 => "overflow",
+                _ => interner.names.get(id).copied().unwrap_or("?"),
+            })
+            .collect()
+    };
+    counts
+        .iter()
+        .zip(names)
+        .enumerate()
+        .map(|(id, (c, name))| ScopeStats::new(Scope(id as u32), name, c))
+        .collect()
 }
 
-/// Sets every scope's peak to its live value.
+/// Sets every scope's peaks to its live values now.
 pub(crate) fn reset_all_peaks() {
-    for id in 0..COUNT.load(Relaxed) {
-        let c = cell(id);
-        c.peak_requested
-            .store(c.live_requested.load(Relaxed), Relaxed);
-        c.peak_usable.store(c.live_usable.load(Relaxed), Relaxed);
+    for s in scopes() {
+        let c = cell(s.scope.0);
+        c.peak_requested.store(s.live_requested, Relaxed);
+        c.peak_usable.store(s.live_usable, Relaxed);
+    }
+}
+
+fn lock_interner() -> std::sync::MutexGuard<'static, Interner> {
+    match INTERNER.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
@@ -266,48 +216,46 @@ pub(crate) fn reset_all_peaks() {
 /// freed blocks that another scope allocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ScopeStats {
+    /// The scope.
     pub scope: Scope,
+    /// Its name.
     pub name: &'static str,
+    /// Requested bytes allocated in it and not freed (in counting mode:
+    /// allocated in it minus freed in it).
     pub live_requested: i64,
+    /// Usable bytes, likewise.
     pub live_usable: i64,
+    /// Highest `live_requested` (within the peak error bound).
     pub peak_requested: i64,
+    /// Highest `live_usable` (within the peak error bound).
     pub peak_usable: i64,
+    /// Cumulative requested bytes allocated in it.
     pub total_requested: u64,
+    /// Cumulative usable bytes allocated in it.
     pub total_usable: u64,
+    /// Allocations made in it.
     pub allocations: u64,
+    /// Deallocations charged to it.
     pub deallocations: u64,
 }
 
 impl ScopeStats {
-    fn read(scope: Scope) -> ScopeStats {
-        ScopeStats::read_named(scope, scope.name())
-    }
-
-    fn read_named(scope: Scope, name: &'static str) -> ScopeStats {
-        let c = cell(scope.0);
+    fn new(scope: Scope, name: &'static str, c: &Counts) -> ScopeStats {
+        let cell = cell(scope.0);
+        let live_requested = c.net_requested();
+        let live_usable = c.net_usable();
         ScopeStats {
             scope,
             name,
-            live_requested: c.live_requested.load(Relaxed),
-            live_usable: c.live_usable.load(Relaxed),
-            peak_requested: c.peak_requested.load(Relaxed),
-            peak_usable: c.peak_usable.load(Relaxed),
-            total_requested: c.total_requested.load(Relaxed),
-            total_usable: c.total_usable.load(Relaxed),
-            allocations: c.allocations.load(Relaxed),
-            deallocations: c.deallocations.load(Relaxed),
+            live_requested,
+            live_usable,
+            peak_requested: cell.peak_requested.load(Relaxed).max(live_requested),
+            peak_usable: cell.peak_usable.load(Relaxed).max(live_usable),
+            total_requested: c.alloc_requested,
+            total_usable: c.alloc_usable,
+            allocations: c.allocations,
+            deallocations: c.deallocations,
         }
-    }
-
-    fn add(&mut self, d: &thread::Delta) {
-        self.live_requested += d.net_requested();
-        self.live_usable += d.net_usable();
-        self.peak_requested = self.peak_requested.max(self.live_requested);
-        self.peak_usable = self.peak_usable.max(self.live_usable);
-        self.total_requested += d.alloc_requested;
-        self.total_usable += d.alloc_usable;
-        self.allocations += d.allocations;
-        self.deallocations += d.deallocations;
     }
 }
 
@@ -325,32 +273,62 @@ impl Drop for ScopeGuard {
     }
 }
 
-/// A future or stream whose every poll runs inside a scope. See [`Scope::instrument`].
-#[derive(Debug, Clone)]
-pub struct Instrumented<F> {
-    scope: Scope,
-    inner: F,
+pin_project_lite::pin_project! {
+    /// A future or stream whose every poll, and its drop, run inside a scope.
+    /// See [`Scope::instrument`].
+    ///
+    /// Dropping it (a cancelled query, an early `LIMIT`) runs the inner
+    /// value's destructor inside the scope too, so state freed on
+    /// cancellation is charged where it belongs.
+    pub struct Instrumented<F> {
+        scope: Scope,
+        // `ManuallyDrop` so that `Drop` can enter the scope first and then
+        // drop the inner value inside it.
+        #[pin]
+        inner: ManuallyDrop<F>,
+    }
+
+    impl<F> PinnedDrop for Instrumented<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let _guard = this.scope.enter();
+            // SAFETY: the value is dropped in place, never moved (as if it
+            // were wrapped in an `Option` set to `None`), and `PinnedDrop::drop`
+            // runs once, so it is dropped exactly once.
+            unsafe { ManuallyDrop::drop(this.inner.get_unchecked_mut()) }
+        }
+    }
 }
 
 impl<F> Instrumented<F> {
+    fn new(scope: Scope, inner: F) -> Self {
+        Instrumented {
+            scope,
+            inner: ManuallyDrop::new(inner),
+        }
+    }
+
     /// The scope polls run in.
     pub fn scope(&self) -> Scope {
         self.scope
     }
 
-    /// The wrapped value.
+    /// The wrapped value (without running its destructor in the scope).
     pub fn into_inner(self) -> F {
-        self.inner
+        // The destructor must not run: it would drop `inner` a second time.
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used again and its destructor never runs,
+        // so `inner` is moved out exactly once.
+        unsafe { ManuallyDrop::take(&mut this.inner) }
     }
+}
 
-    fn project(self: Pin<&mut Self>) -> (Scope, Pin<&mut F>) {
-        // SAFETY: `inner` is structurally pinned: it is never moved out of a
-        // pinned `Instrumented` (no `Unpin`-free accessor hands out `&mut F`,
-        // and `Instrumented` has no `Drop` impl that could move it).
-        unsafe {
-            let this = self.get_unchecked_mut();
-            (this.scope, Pin::new_unchecked(&mut this.inner))
-        }
+impl<F: std::fmt::Debug> std::fmt::Debug for Instrumented<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instrumented")
+            .field("scope", &self.scope)
+            .field("inner", &*self.inner)
+            .finish()
     }
 }
 
@@ -358,8 +336,11 @@ impl<F: Future> Future for Instrumented<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let (scope, inner) = self.project();
-        let _guard = scope.enter();
+        let this = self.project();
+        let _guard = this.scope.enter();
+        // SAFETY: `inner` is pinned with `self` (structural pinning through
+        // `ManuallyDrop`, which never moves its content).
+        let inner = unsafe { this.inner.map_unchecked_mut(|v| &mut **v) };
         inner.poll(cx)
     }
 }
@@ -369,8 +350,10 @@ impl<S: futures_core::Stream> futures_core::Stream for Instrumented<S> {
     type Item = S::Item;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
-        let (scope, inner) = self.project();
-        let _guard = scope.enter();
+        let this = self.project();
+        let _guard = this.scope.enter();
+        // SAFETY: as in `Future::poll`.
+        let inner = unsafe { this.inner.map_unchecked_mut(|v| &mut **v) };
         inner.poll_next(cx)
     }
 

@@ -2,15 +2,20 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::global::{self, EXITED};
 use crate::mode::Attribution;
 use crate::scope;
-use crate::thread::{self, EXITED, FLUSH_BYTES};
+use crate::sys;
+use crate::thread::{self, FLUSH_BYTES};
 
 /// The whole process's heap as the tracked allocator saw it.
 ///
-/// Live and total figures are exact at the moment of reading. Peaks are
-/// raised when threads publish their deltas and may be off by
-/// [`peak_error_bytes`](HeapStats::peak_error_bytes).
+/// Live, total and count figures are exact at the moment of reading: every
+/// live thread and the `exited` row are read together, each thread's
+/// counters consistently, so cumulative figures never go down between two
+/// reads while threads run, allocate, switch scopes and exit. Peaks are
+/// raised when threads publish and are at most
+/// [`peak_error_bytes`](HeapStats::peak_error_bytes) below the truth.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HeapStats {
     /// Requested bytes allocated and not yet freed.
@@ -41,58 +46,55 @@ pub struct HeapStats {
 /// The process's heap now. Does not allocate; takes the thread registry's
 /// lock for a walk over live threads.
 pub fn heap() -> HeapStats {
-    let (sum, reallocations) = thread::sum_live();
-    let alloc_requested = sum.alloc_requested + EXITED.alloc_requested.load(Relaxed);
-    let free_requested = sum.free_requested + EXITED.free_requested.load(Relaxed);
-    let alloc_usable = sum.alloc_usable + EXITED.alloc_usable.load(Relaxed);
-    let free_usable = sum.free_usable + EXITED.free_usable.load(Relaxed);
-    let live_requested = alloc_requested.wrapping_sub(free_requested) as i64;
-    let live_usable = alloc_usable.wrapping_sub(free_usable) as i64;
+    let (c, reallocations) = thread::process_totals();
+    let live_requested = c.net_requested();
+    let live_usable = c.net_usable();
     HeapStats {
         live_requested,
         live_usable,
-        peak_requested: thread::PEAK_REQUESTED.load(Relaxed).max(live_requested),
-        peak_usable: thread::PEAK_USABLE.load(Relaxed).max(live_usable),
-        total_requested: alloc_requested,
-        total_usable: alloc_usable,
-        allocations: sum.allocations + EXITED.allocations.load(Relaxed),
-        deallocations: sum.deallocations + EXITED.deallocations.load(Relaxed),
-        reallocations: reallocations + EXITED.reallocations.load(Relaxed),
-        threads: thread::THREADS_LIVE.load(Relaxed),
+        peak_requested: global::PEAK_REQUESTED.load(Relaxed).max(live_requested),
+        peak_usable: global::PEAK_USABLE.load(Relaxed).max(live_usable),
+        total_requested: c.alloc_requested,
+        total_usable: c.alloc_usable,
+        allocations: c.allocations,
+        deallocations: c.deallocations,
+        reallocations,
+        threads: global::THREADS_LIVE.load(Relaxed),
         peak_error_bytes: peak_error_bytes(),
     }
 }
 
 /// Bound on the error of every peak figure (global and per scope), in bytes.
 ///
-/// Each thread publishes its deltas once they reach
-/// [`FLUSH_BYTES`](crate::FLUSH_BYTES) of net change, so at any instant the
-/// published live value differs from the true one by less than that per live
-/// thread. Threads inside [`precise`](crate::precise) publish every operation
-/// and add no error.
+/// Each thread publishes its net change (requested and usable bytes alike)
+/// before it reaches [`FLUSH_BYTES`](crate::FLUSH_BYTES), and when it leaves
+/// a scope, so at any instant the published live value of the process, and
+/// of each scope, is within that much per live thread of the true one, and
+/// peaks are raised from it. Threads inside [`precise`](crate::precise)
+/// publish every operation and add no error.
 pub fn peak_error_bytes() -> u64 {
-    thread::THREADS_MAX.load(Relaxed) * FLUSH_BYTES
+    global::THREADS_MAX.load(Relaxed) * FLUSH_BYTES
 }
 
 /// Sets the global peak and every scope's peak to the live value now.
 pub fn reset_peak() {
     thread::flush_current();
     let live = heap();
-    thread::PEAK_REQUESTED.store(live.live_requested, Relaxed);
-    thread::PEAK_USABLE.store(live.live_usable, Relaxed);
+    global::PEAK_REQUESTED.store(live.live_requested, Relaxed);
+    global::PEAK_USABLE.store(live.live_usable, Relaxed);
     scope::reset_all_peaks();
 }
 
 /// Whether a [`Tracked`](crate::Tracked) allocator has counted anything in
 /// this process (false when it is not installed as the global allocator).
 pub fn is_installed() -> bool {
-    thread::ATTRIBUTION.load(Relaxed) != 0
+    global::ATTRIBUTION.load(Relaxed) != 0
 }
 
 /// The attribution mode of the installed [`Tracked`](crate::Tracked)
 /// allocator, or `None` when none has counted anything yet.
 pub fn attribution() -> Option<Attribution> {
-    match thread::ATTRIBUTION.load(Relaxed) {
+    match global::ATTRIBUTION.load(Relaxed) {
         1 => Some(Attribution::Counting),
         2 => Some(Attribution::Owner),
         _ => None,
@@ -155,13 +157,13 @@ pub struct ThreadStats {
 /// count only what the thread did since.
 pub fn this_thread() -> ThreadStats {
     let (t, torn_down) = thread::own();
-    let mut stats = ThreadStats::from_raw(t, String::new());
+    let mut stats = ThreadStats::from_snapshot(t, String::new());
     stats.exited = torn_down;
     stats
 }
 
 impl ThreadStats {
-    fn from_raw(t: thread::ThreadRaw, name: String) -> ThreadStats {
+    fn from_snapshot(t: thread::ThreadSnapshot, name: String) -> ThreadStats {
         ThreadStats {
             tid: t.tid,
             name,
@@ -178,32 +180,27 @@ impl ThreadStats {
     }
 }
 
-/// Every live thread (newest first), then the `exited` row.
+/// Every live thread (newest first), then the `exited` row, read together:
+/// a thread that exits meanwhile is in exactly one of them.
 pub fn threads() -> Vec<ThreadStats> {
-    let raw = thread::live_threads();
-    let mut out = Vec::with_capacity(raw.len() + 1);
-    for t in raw {
-        let name = std::fs::read_to_string(format!("/proc/self/task/{}/comm", t.tid))
-            .map(|s| s.trim_end().to_string())
-            .unwrap_or_else(|_| "?".to_string());
-        out.push(ThreadStats::from_raw(t, name));
+    let (live, (exited, reallocations, peak)) = thread::thread_snapshots();
+    let mut out = Vec::with_capacity(live.len() + 1);
+    for t in live {
+        let name = sys::thread_name(t.tid).unwrap_or_else(|| "?".to_string());
+        out.push(ThreadStats::from_snapshot(t, name));
     }
-    let e = &EXITED;
-    let alloc_requested = e.alloc_requested.load(Relaxed);
-    let alloc_usable = e.alloc_usable.load(Relaxed);
-    out.push(ThreadStats {
-        tid: 0,
-        name: "exited".to_string(),
-        exited: true,
-        live_requested: alloc_requested.wrapping_sub(e.free_requested.load(Relaxed)) as i64,
-        live_usable: alloc_usable.wrapping_sub(e.free_usable.load(Relaxed)) as i64,
-        peak_requested: e.peak_requested.load(Relaxed),
-        total_requested: alloc_requested,
-        total_usable: alloc_usable,
-        allocations: e.allocations.load(Relaxed),
-        deallocations: e.deallocations.load(Relaxed),
-        reallocations: e.reallocations.load(Relaxed),
-    });
+    out.push(ThreadStats::from_snapshot(
+        thread::ThreadSnapshot {
+            tid: 0,
+            totals: exited,
+            reallocations,
+            peak_requested: peak,
+        },
+        "exited".to_string(),
+    ));
+    if let Some(row) = out.last_mut() {
+        row.exited = true;
+    }
     out
 }
 

@@ -1,211 +1,306 @@
-//! Per-thread counters: the hot path, its cold path, and the registry that
-//! lets any thread read every other thread's figures.
+//! Per-thread counters: the hot path, its cold path, and the consistent
+//! reads other threads make of them.
 //!
 //! ```text
-//!   thread A (owner of its Local)             any reader (heap(), threads(), scopes())
-//!   ┌────────────────────────────┐  registry  ┌───────────────────────────────┐
-//!   │ Local (const thread_local, │◄──(lock)───│ sums live Locals + EXITED row │
-//!   │ no Drop): cumulative       │            └───────────────────────────────┘
-//!   │ counters, limits, scope    │
-//!   └──────────┬─────────────────┘
-//!              │ every 64 KiB of net change, on scope switch, at exit (cold)
-//!              ▼
-//!   scope cell (atomics)  +  global live/peak (atomics)  +  EXITED row (at exit)
+//!   thread A: Local (const thread-local, no Drop)            readers (any thread)
+//!   ┌───────────────────────────────────────────┐  registry ┌─────────────────────────┐
+//!   │ current ─► slots[64]: one per scope in use │◄──(lock)──│ per thread: seq-checked │
+//!   │   hot: usable, packed (count, requested),  │           │ sum of its slots        │
+//!   │        limits        cold: folded, marks   │           │ per scope: cell + slots │
+//!   │ retired: counts of reused slots, frees     │           └─────────────────────────┘
+//!   │          charged to another scope's cell   │
+//!   └───────────────┬───────────────────────────┘
+//!                   │ cold: every FLUSH_BYTES of net change, on leaving a scope
+//!                   ▼
+//!   scope cell: published live + peaks  ·  globals: published live + peaks
 //! ```
 //!
 //! # The hot path's invariants
 //!
 //! [`on_alloc`], [`on_free`] and [`on_realloc`] run inside every allocation.
-//! They take no lock, allocate nothing, and write only to the calling thread's
-//! own `Local` (single-writer atomics: a relaxed load and a plain store, never
-//! a locked read-modify-write). They cannot panic. All they do is add to
-//! cumulative counters and compare the one they moved with a limit that it
-//! crosses after at most [`FLUSH_BYTES`] of net change in either direction
-//! (see [`Local::rearm`]); only then does the `#[cold]` [`slow`] path run. A
-//! thread that has not registered yet, is registering, or has already torn
-//! down its counters has its limits at 0, so every operation of such a thread
-//! takes the cold path, which sorts out what to do: register, wait, or
-//! publish straight to the globals.
+//! They take no lock, allocate nothing, cannot panic, and write only to the
+//! calling thread's own current slot: single-writer atomics, a relaxed load
+//! and a plain store, never a locked read-modify-write. Each adds to the
+//! slot's counters and compares the usable-bytes counter it moved with one
+//! precomputed limit ([`arm`]); only past the limit does the `#[cold]`
+//! [`slow`] path run. A thread that is not registered yet, is registering,
+//! has torn down its counters or is in [`precise`](crate::precise) mode has
+//! its limits at 0, so each of its operations takes the cold path, which
+//! knows what to do.
 //!
-//! # Why figures stay exact
+//! # Why reads are exact and consistent
 //!
-//! Cumulative counters only grow, and a `mark` records how much of them has
-//! been published to the thread's current scope. A reader adds `counter - mark`
-//! of every live thread to that thread's current scope, so live and total
-//! figures are exact at the moment of reading. Peaks are raised only when a
-//! thread publishes, when at most [`FLUSH_BYTES`] per thread is unpublished:
-//! hence [`peak_error_bytes`](crate::peak_error_bytes).
+//! A scope's figures are its cell's folded counts plus the slot every live
+//! thread holds for it; a thread's figures are its slots plus its retired
+//! counts. Switching scopes moves nothing: it only changes which slot is
+//! current. Counts move between places on cold paths only — packed words
+//! folded into wide counters, a slot reused for another scope — and each
+//! move is bracketed by the thread's sequence counter (`seq`, odd while it
+//! runs) and, when a slot's counts go to a cell, by the global move counters;
+//! readers retry when one moved under them. So cumulative figures never go
+//! down between two reads, and live figures are exact at the moment of
+//! reading.
+//!
+//! # Peaks
+//!
+//! Peaks are raised from the *published* live bytes (cell and global), to
+//! which a thread adds its slot's net change once it passes half of
+//! [`FLUSH_BYTES`] (requested or usable), and when it leaves the scope. At
+//! any instant each thread holds back less than [`FLUSH_BYTES`] of either
+//! figure, all of it in its current slot: hence
+//! [`peak_error_bytes`](crate::peak_error_bytes).
 
 use std::cell::Cell;
 use std::ptr;
 use std::sync::atomic::{
-    AtomicBool, AtomicI64, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering::Acquire,
-    Ordering::Relaxed, Ordering::Release,
+    AtomicI64, AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release, fence,
 };
 
-use crate::scope::{cell, raise};
+use crate::cell::{cell, cell_of_owner, raise};
+use crate::counts::{Counts, OwnedCounts};
+use crate::global::{self, ATTRIBUTION, EXITED, THREADS_LIVE, THREADS_MAX};
+use crate::registry::{Linked, Links, Registry};
+use crate::sys;
 
-/// Net bytes a thread may change before it publishes to the shared counters.
+/// Net bytes (requested or usable) a thread may hold back before it
+/// publishes to the shared counters.
 pub const FLUSH_BYTES: u64 = 64 * 1024;
+
+/// Slots per thread: a scope with id `i` always uses slot `i % SLOTS`.
+const SLOTS: usize = 64;
 
 const UNINIT: u8 = 0;
 const ACTIVE: u8 = 1;
 const BUSY: u8 = 2;
 const TORN_DOWN: u8 = 3;
 
-/// A thread's counters. Lives in a `const`-initialized thread-local without
-/// `Drop`, so reaching it costs one TLS address computation and no lazy check.
-#[repr(C, align(128))]
-pub(crate) struct Local {
-    // Hot: touched by every operation, written only by the owning thread.
-    /// An allocation that takes `alloc_requested` past this may have brought
-    /// the unpublished net change above `FLUSH_BYTES`: take the cold path.
-    /// 0 sends every operation there. Written only by the cold path.
+/// Packed words: operations counted in the top 20 bits, requested bytes
+/// below. The cold path folds them into wide counters at least once per
+/// `FLUSH_BYTES` of usable bytes (never less than requested), so neither
+/// field overflows for blocks under 16 TiB.
+const COUNT_SHIFT: u32 = 44;
+const BYTES_MASK: u64 = (1 << COUNT_SHIFT) - 1;
+
+#[inline(always)]
+fn pack(requested: usize) -> u64 {
+    (1 << COUNT_SHIFT) + requested as u64
+}
+
+/// Adds `value` to a counter only this thread writes: a load and a store,
+/// no lock prefix.
+#[inline(always)]
+fn bump(counter: &AtomicU64, value: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(value), Relaxed);
+}
+
+/// One scope's counters on one thread.
+#[repr(C, align(64))]
+struct Slot {
+    // Hot: every operation while the slot is current.
+    /// An allocation that takes `alloc_usable` past this may have taken the
+    /// unpublished net change past its bound: take the cold path.
     alloc_limit: Cell<u64>,
-    /// Likewise for frees and `free_requested` (net change below `-FLUSH_BYTES`).
+    /// Likewise for frees and `free_usable`.
     free_limit: Cell<u64>,
-    /// Allocations (bits 44..) and their usable bytes (bits 0..44) since the
-    /// last fold: one add per allocation for both figures.
-    alloc_packed: AtomicU64,
-    free_packed: AtomicU64,
-    alloc_requested: AtomicU64,
-    free_requested: AtomicU64,
-    scope: AtomicU32,
-    state: Cell<u8>,
-    precise: Cell<u8>,
-    // Cold.
-    reallocations: AtomicU64,
-    /// Folded from the packed words by the cold path.
-    allocations: AtomicU64,
-    deallocations: AtomicU64,
     alloc_usable: AtomicU64,
     free_usable: AtomicU64,
-    /// How much of each cumulative counter has been published to a scope.
-    mark: [AtomicU64; 6],
+    alloc_packed: AtomicU64,
+    free_packed: AtomicU64,
+    // Cold.
+    scope: AtomicU32,
+    /// Folded from the packed words.
+    alloc_requested: AtomicU64,
+    free_requested: AtomicU64,
+    allocations: AtomicU64,
+    deallocations: AtomicU64,
+    /// Net bytes published to the scope's cell and the globals.
+    published_requested: Cell<i64>,
+    published_usable: Cell<i64>,
+    /// `alloc_usable` and `free_usable` when last published: any operation
+    /// since moves one of them.
+    mark_alloc: Cell<u64>,
+    mark_free: Cell<u64>,
+}
+
+impl Slot {
+    const fn new() -> Self {
+        Slot {
+            alloc_limit: Cell::new(0),
+            free_limit: Cell::new(0),
+            alloc_usable: AtomicU64::new(0),
+            free_usable: AtomicU64::new(0),
+            alloc_packed: AtomicU64::new(0),
+            free_packed: AtomicU64::new(0),
+            scope: AtomicU32::new(0),
+            alloc_requested: AtomicU64::new(0),
+            free_requested: AtomicU64::new(0),
+            allocations: AtomicU64::new(0),
+            deallocations: AtomicU64::new(0),
+            published_requested: Cell::new(0),
+            published_usable: Cell::new(0),
+            mark_alloc: Cell::new(0),
+            mark_free: Cell::new(0),
+        }
+    }
+
+    /// The slot's cumulative counts. Another thread must read them inside
+    /// [`Local::read`].
+    fn counts(&self) -> Counts {
+        let ap = self.alloc_packed.load(Relaxed);
+        let fp = self.free_packed.load(Relaxed);
+        Counts {
+            alloc_requested: self.alloc_requested.load(Relaxed) + (ap & BYTES_MASK),
+            free_requested: self.free_requested.load(Relaxed) + (fp & BYTES_MASK),
+            alloc_usable: self.alloc_usable.load(Relaxed),
+            free_usable: self.free_usable.load(Relaxed),
+            allocations: self.allocations.load(Relaxed) + (ap >> COUNT_SHIFT),
+            deallocations: self.deallocations.load(Relaxed) + (fp >> COUNT_SHIFT),
+        }
+    }
+
+    /// Moves the packed words into the wide counters (inside [`Local::write`]).
+    fn fold(&self) {
+        let ap = self.alloc_packed.swap(0, Relaxed);
+        let fp = self.free_packed.swap(0, Relaxed);
+        bump(&self.alloc_requested, ap & BYTES_MASK);
+        bump(&self.allocations, ap >> COUNT_SHIFT);
+        bump(&self.free_requested, fp & BYTES_MASK);
+        bump(&self.deallocations, fp >> COUNT_SHIFT);
+    }
+
+    /// Zeroes the counts and gives the slot to `scope` (inside [`Local::write`]).
+    fn reset(&self, scope: u32) {
+        for counter in [
+            &self.alloc_usable,
+            &self.free_usable,
+            &self.alloc_packed,
+            &self.free_packed,
+            &self.alloc_requested,
+            &self.free_requested,
+            &self.allocations,
+            &self.deallocations,
+        ] {
+            counter.store(0, Relaxed);
+        }
+        self.scope.store(scope, Relaxed);
+        self.published_requested.set(0);
+        self.published_usable.set(0);
+        self.mark_alloc.set(0);
+        self.mark_free.set(0);
+    }
+
+    /// Whether an operation happened since the slot last published.
+    #[inline(always)]
+    fn dirty(&self) -> bool {
+        (self.alloc_usable.load(Relaxed) ^ self.mark_alloc.get())
+            | (self.free_usable.load(Relaxed) ^ self.mark_free.get())
+            != 0
+    }
+
+    /// Net change not yet published, requested and usable.
+    fn pending(&self) -> (i64, i64) {
+        let c = self.counts();
+        (
+            c.net_requested()
+                .wrapping_sub(self.published_requested.get()),
+            c.net_usable().wrapping_sub(self.published_usable.get()),
+        )
+    }
+}
+
+/// A thread's counters. Lives in a `const`-initialized thread-local without
+/// `Drop`, so reaching it costs one TLS address computation and no lazy check.
+#[repr(C)]
+pub(crate) struct Local {
+    current: Cell<usize>,
+    state: Cell<u8>,
+    precise: Cell<u8>,
+    /// Odd while the owner moves counts that readers add up.
+    seq: AtomicU64,
+    reallocations: AtomicU64,
+    /// The thread's counts held in no slot: slots given to another scope,
+    /// frees charged to another scope's cell.
+    retired: OwnedCounts,
+    /// The thread's net requested bytes as published.
+    published_requested: Cell<i64>,
     peak_requested: AtomicI64,
     tid: AtomicU64,
-    next: AtomicPtr<Local>,
-    prev: AtomicPtr<Local>,
+    links: Links<Local>,
+    slots: [Slot; SLOTS],
+}
+
+impl Linked for Local {
+    fn links(&self) -> &Links<Self> {
+        &self.links
+    }
 }
 
 impl Local {
     const fn new() -> Self {
         Local {
-            alloc_limit: Cell::new(0),
-            free_limit: Cell::new(0),
-            alloc_packed: AtomicU64::new(0),
-            free_packed: AtomicU64::new(0),
-            alloc_requested: AtomicU64::new(0),
-            free_requested: AtomicU64::new(0),
-            scope: AtomicU32::new(0),
+            current: Cell::new(0),
             state: Cell::new(UNINIT),
             precise: Cell::new(0),
+            seq: AtomicU64::new(0),
             reallocations: AtomicU64::new(0),
-            allocations: AtomicU64::new(0),
-            deallocations: AtomicU64::new(0),
-            alloc_usable: AtomicU64::new(0),
-            free_usable: AtomicU64::new(0),
-            mark: [const { AtomicU64::new(0) }; 6],
+            retired: OwnedCounts::new(),
+            published_requested: Cell::new(0),
             peak_requested: AtomicI64::new(0),
             tid: AtomicU64::new(0),
-            next: AtomicPtr::new(ptr::null_mut()),
-            prev: AtomicPtr::new(ptr::null_mut()),
+            links: Links::new(),
+            slots: [const { Slot::new() }; SLOTS],
         }
     }
 
-    fn cumulative(&self) -> Delta {
-        let ap = self.alloc_packed.load(Relaxed);
-        let fp = self.free_packed.load(Relaxed);
-        Delta {
-            alloc_requested: self.alloc_requested.load(Relaxed),
-            free_requested: self.free_requested.load(Relaxed),
-            alloc_usable: self.alloc_usable.load(Relaxed) + unpack_bytes(ap),
-            free_usable: self.free_usable.load(Relaxed) + unpack_bytes(fp),
-            allocations: self.allocations.load(Relaxed) + unpack_count(ap),
-            deallocations: self.deallocations.load(Relaxed) + unpack_count(fp),
+    #[inline(always)]
+    fn slot(&self) -> &Slot {
+        &self.slots[self.current.get() % SLOTS]
+    }
+
+    /// Runs `f`, which moves counts, so that readers never see it half done.
+    fn write(&self, f: impl FnOnce()) {
+        let s = self.seq.load(Relaxed);
+        self.seq.store(s.wrapping_add(1), Relaxed);
+        fence(Release);
+        f();
+        self.seq.store(s.wrapping_add(2), Release);
+    }
+
+    /// Runs `f`, which reads counts another thread owns, until no move
+    /// happened while it ran.
+    fn read<R>(&self, f: impl Fn() -> R) -> R {
+        loop {
+            let before = self.seq.load(Acquire);
+            if before & 1 == 0 {
+                let r = f();
+                fence(Acquire);
+                if self.seq.load(Relaxed) == before {
+                    return r;
+                }
+            }
+            std::hint::spin_loop();
         }
     }
 
-    fn marked(&self) -> Delta {
-        let m = |i: usize| self.mark[i].load(Relaxed);
-        Delta {
-            alloc_requested: m(0),
-            free_requested: m(1),
-            alloc_usable: m(2),
-            free_usable: m(3),
-            allocations: m(4),
-            deallocations: m(5),
+    /// The thread's totals (the caller makes the read consistent).
+    fn totals(&self) -> Counts {
+        self.slots
+            .iter()
+            .fold(self.retired.load(), |sum, s| sum.plus(&s.counts()))
+    }
+
+    fn snapshot(&self) -> ThreadSnapshot {
+        let (totals, reallocations) =
+            self.read(|| (self.totals(), self.reallocations.load(Relaxed)));
+        ThreadSnapshot {
+            tid: self.tid.load(Relaxed),
+            totals,
+            reallocations,
+            peak_requested: self
+                .peak_requested
+                .load(Relaxed)
+                .max(totals.net_requested()),
         }
-    }
-
-    fn set_mark(&self, d: &Delta) {
-        let values = [
-            d.alloc_requested,
-            d.free_requested,
-            d.alloc_usable,
-            d.free_usable,
-            d.allocations,
-            d.deallocations,
-        ];
-        for (slot, value) in self.mark.iter().zip(values) {
-            slot.store(value, Relaxed);
-        }
-    }
-
-    /// Not yet published to the current scope.
-    fn pending(&self) -> Delta {
-        self.cumulative().minus(&self.marked())
-    }
-
-    fn live_requested(&self) -> i64 {
-        self.alloc_requested
-            .load(Relaxed)
-            .wrapping_sub(self.free_requested.load(Relaxed)) as i64
-    }
-
-    /// Moves the packed counts into the wide counters (cold path only).
-    fn fold(&self) {
-        let ap = self.alloc_packed.swap(0, Relaxed);
-        let fp = self.free_packed.swap(0, Relaxed);
-        bump(&self.allocations, unpack_count(ap));
-        bump(&self.alloc_usable, unpack_bytes(ap));
-        bump(&self.deallocations, unpack_count(fp));
-        bump(&self.free_usable, unpack_bytes(fp));
-    }
-
-    /// Net requested bytes not yet published (may be negative).
-    fn pending_net(&self) -> i64 {
-        let net = self.live_requested();
-        let published = self.mark[0]
-            .load(Relaxed)
-            .wrapping_sub(self.mark[1].load(Relaxed));
-        net.wrapping_sub(published as i64)
-    }
-
-    /// Re-arms the hot path's checks after a publication or a state change.
-    ///
-    /// With `a`, `f` the cumulative allocated and freed bytes and `p` the net
-    /// published so far, the pending net change is `a - f - p`. It exceeds
-    /// `FLUSH_BYTES` only if `a > f + p + FLUSH_BYTES`; since `f` only grows,
-    /// comparing `a` with that value computed now never misses the moment
-    /// (and fires early at worst, once per `FLUSH_BYTES` of allocation, when
-    /// the cold path merely re-arms). Frees are symmetric. Each operation
-    /// thus compares its own counter with one constant.
-    fn rearm(&self) {
-        if self.state.get() != ACTIVE || self.precise.get() != 0 {
-            self.alloc_limit.set(0);
-            self.free_limit.set(0);
-            return;
-        }
-        let published = self.mark[0]
-            .load(Relaxed)
-            .wrapping_sub(self.mark[1].load(Relaxed));
-        let allocated = self.alloc_requested.load(Relaxed);
-        let freed = self.free_requested.load(Relaxed);
-        self.alloc_limit
-            .set(freed.wrapping_add(published).wrapping_add(FLUSH_BYTES));
-        self.free_limit
-            .set(allocated.wrapping_sub(published).wrapping_add(FLUSH_BYTES));
     }
 }
 
@@ -223,117 +318,61 @@ impl Drop for ExitHook {
     }
 }
 
-/// Counters (or a difference of counters) in the order the hot path keeps them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Delta {
-    pub(crate) alloc_requested: u64,
-    pub(crate) free_requested: u64,
-    pub(crate) alloc_usable: u64,
-    pub(crate) free_usable: u64,
-    pub(crate) allocations: u64,
-    pub(crate) deallocations: u64,
-}
+static REGISTRY: Registry<Local> = Registry::new();
 
-impl Delta {
-    fn minus(&self, o: &Delta) -> Delta {
-        Delta {
-            alloc_requested: self.alloc_requested.wrapping_sub(o.alloc_requested),
-            free_requested: self.free_requested.wrapping_sub(o.free_requested),
-            alloc_usable: self.alloc_usable.wrapping_sub(o.alloc_usable),
-            free_usable: self.free_usable.wrapping_sub(o.free_usable),
-            allocations: self.allocations.wrapping_sub(o.allocations),
-            deallocations: self.deallocations.wrapping_sub(o.deallocations),
-        }
-    }
-
-    pub(crate) fn net_requested(&self) -> i64 {
-        self.alloc_requested.wrapping_sub(self.free_requested) as i64
-    }
-
-    pub(crate) fn net_usable(&self) -> i64 {
-        self.alloc_usable.wrapping_sub(self.free_usable) as i64
-    }
-
-    fn is_empty(&self) -> bool {
-        *self == Delta::default()
-    }
-}
+/// Slots whose counts started / finished moving to their scope's cell.
+static MOVES_STARTED: AtomicU64 = AtomicU64::new(0);
+static MOVES_DONE: AtomicU64 = AtomicU64::new(0);
 
 // ---------------------------------------------------------------------------
 // The hot path.
 // ---------------------------------------------------------------------------
 
-/// Packed words: one operation counted in the top 20 bits, usable bytes below.
-/// The cold path folds them into the wide counters at least once per
-/// `FLUSH_BYTES` of requested bytes, so neither field can overflow: at most
-/// 65 536 operations (of at least one byte) and a few MiB of usable bytes per fold.
-const COUNT_SHIFT: u32 = 44;
-const BYTES_MASK: u64 = (1 << COUNT_SHIFT) - 1;
-
-#[inline(always)]
-fn pack(usable: usize) -> u64 {
-    (1 << COUNT_SHIFT) + usable as u64
-}
-
-fn unpack_count(word: u64) -> u64 {
-    word >> COUNT_SHIFT
-}
-
-fn unpack_bytes(word: u64) -> u64 {
-    word & BYTES_MASK
-}
-
-/// Adds `value` to a counter only this thread writes: a load and a store, no lock prefix.
-#[inline(always)]
-fn bump(counter: &AtomicU64, value: u64) {
-    counter.store(counter.load(Relaxed).wrapping_add(value), Relaxed);
-}
-
 /// Counts a successful allocation.
 #[inline(always)]
 pub(crate) fn on_alloc(requested: usize, usable: usize, mode: u8) {
-    LOCAL.with(|l| count_alloc(l, requested, usable, mode))
+    LOCAL.with(|l| {
+        count_alloc(l, requested, usable, mode);
+    })
 }
 
 /// Counts a successful allocation; returns the scope it is charged to.
 #[inline(always)]
 pub(crate) fn on_alloc_scoped(requested: usize, usable: usize, mode: u8) -> u32 {
-    LOCAL.with(|l| {
-        count_alloc(l, requested, usable, mode);
-        l.scope.load(Relaxed)
-    })
+    LOCAL.with(|l| count_alloc(l, requested, usable, mode).scope.load(Relaxed))
 }
 
 #[inline(always)]
-fn count_alloc(l: &Local, requested: usize, usable: usize, mode: u8) {
-    bump(&l.alloc_packed, pack(usable));
-    let allocated = l
-        .alloc_requested
-        .load(Relaxed)
-        .wrapping_add(requested as u64);
-    l.alloc_requested.store(allocated, Relaxed);
-    if allocated > l.alloc_limit.get() {
+fn count_alloc(l: &Local, requested: usize, usable: usize, mode: u8) -> &Slot {
+    let s = l.slot();
+    bump(&s.alloc_packed, pack(requested));
+    let total = s.alloc_usable.load(Relaxed).wrapping_add(usable as u64);
+    s.alloc_usable.store(total, Relaxed);
+    if total > s.alloc_limit.get() {
         slow(l, mode);
     }
+    s
 }
 
 /// Counts a free charged to the current scope.
 #[inline(always)]
 pub(crate) fn on_free(requested: usize, usable: usize, mode: u8) {
-    LOCAL.with(|l| {
-        bump(&l.free_packed, pack(usable));
-        let freed = l
-            .free_requested
-            .load(Relaxed)
-            .wrapping_add(requested as u64);
-        l.free_requested.store(freed, Relaxed);
-        if freed > l.free_limit.get() {
-            slow(l, mode);
-        }
-    })
+    LOCAL.with(|l| count_free(l, requested, usable, mode))
 }
 
-/// Counts a successful reallocation charged to the current scope; returns that scope.
+#[inline(always)]
+fn count_free(l: &Local, requested: usize, usable: usize, mode: u8) {
+    let s = l.slot();
+    bump(&s.free_packed, pack(requested));
+    let total = s.free_usable.load(Relaxed).wrapping_add(usable as u64);
+    s.free_usable.store(total, Relaxed);
+    if total > s.free_limit.get() {
+        slow(l, mode);
+    }
+}
+
+/// Counts a successful reallocation charged to the current scope; returns
+/// that scope.
 #[inline(always)]
 pub(crate) fn on_realloc(
     old: usize,
@@ -342,34 +381,46 @@ pub(crate) fn on_realloc(
     new_usable: usize,
     mode: u8,
 ) -> u32 {
+    LOCAL.with(|l| count_realloc(l, old, old_usable, new, new_usable, mode))
+}
+
+#[inline(always)]
+fn count_realloc(
+    l: &Local,
+    old: usize,
+    old_usable: usize,
+    new: usize,
+    new_usable: usize,
+    mode: u8,
+) -> u32 {
+    bump(&l.reallocations, 1);
+    let s = l.slot();
+    bump(&s.alloc_packed, new as u64);
+    bump(&s.free_packed, old as u64);
+    let allocated = s.alloc_usable.load(Relaxed).wrapping_add(new_usable as u64);
+    s.alloc_usable.store(allocated, Relaxed);
+    let freed = s.free_usable.load(Relaxed).wrapping_add(old_usable as u64);
+    s.free_usable.store(freed, Relaxed);
+    if allocated > s.alloc_limit.get() || freed > s.free_limit.get() {
+        slow(l, mode);
+    }
+    s.scope.load(Relaxed)
+}
+
+/// Owner mode: counts a free of a block that scope `owner` allocated.
+#[inline(always)]
+pub(crate) fn on_free_owned(requested: usize, usable: usize, owner: u32, mode: u8) {
     LOCAL.with(|l| {
-        bump(&l.reallocations, 1);
-        let allocated = l.alloc_requested.load(Relaxed).wrapping_add(new as u64);
-        l.alloc_requested.store(allocated, Relaxed);
-        let freed = l.free_requested.load(Relaxed).wrapping_add(old as u64);
-        l.free_requested.store(freed, Relaxed);
-        bump(&l.alloc_usable, new_usable as u64);
-        bump(&l.free_usable, old_usable as u64);
-        if allocated > l.alloc_limit.get() || freed > l.free_limit.get() {
-            slow(l, mode);
+        if l.slot().scope.load(Relaxed) == owner {
+            count_free(l, requested, usable, mode);
+        } else {
+            free_foreign(l, requested, usable, owner, mode);
         }
-        l.scope.load(Relaxed)
     })
 }
 
-/// Owner mode: counts a free of a block that `owner` allocated.
-#[inline(always)]
-pub(crate) fn on_free_owned(requested: usize, usable: usize, owner: u32, mode: u8) {
-    let same = LOCAL.with(|l| l.scope.load(Relaxed) == owner);
-    if same {
-        on_free(requested, usable, mode);
-    } else {
-        free_foreign(requested, usable, owner, mode);
-    }
-}
-
-/// Owner mode: counts a reallocation of a block that `owner` allocated; the
-/// new block belongs to the current scope, which is returned.
+/// Owner mode: counts a reallocation of a block that scope `owner`
+/// allocated; the new block belongs to the current scope, which is returned.
 #[inline(always)]
 pub(crate) fn on_realloc_owned(
     old: usize,
@@ -379,43 +430,34 @@ pub(crate) fn on_realloc_owned(
     new_usable: usize,
     mode: u8,
 ) -> u32 {
-    let same = LOCAL.with(|l| l.scope.load(Relaxed) == owner);
-    if same {
-        on_realloc(old, old_usable, new, new_usable, mode)
-    } else {
-        realloc_foreign(old, old_usable, owner, new, new_usable, mode)
-    }
+    LOCAL.with(|l| {
+        if l.slot().scope.load(Relaxed) == owner {
+            count_realloc(l, old, old_usable, new, new_usable, mode)
+        } else {
+            realloc_foreign(l, old, old_usable, owner, new, new_usable, mode)
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------
 // The cold path.
 // ---------------------------------------------------------------------------
 
-/// Owner mode, a block of another scope: the thread counts the free as usual,
-/// the owner's cell is charged directly, and the mark moves with the counter
-/// so the current scope is not charged.
+/// Owner mode, a block of another scope: its cell is charged directly, the
+/// thread's retired counts take the free.
 #[cold]
 #[inline(never)]
-fn free_foreign(requested: usize, usable: usize, owner: u32, mode: u8) {
-    LOCAL.with(|l| {
-        bump(&l.deallocations, 1);
-        bump(&l.free_requested, requested as u64);
-        bump(&l.free_usable, usable as u64);
-        bump(&l.mark[5], 1);
-        bump(&l.mark[1], requested as u64);
-        bump(&l.mark[3], usable as u64);
-        charge_owner(owner, requested, usable, 1);
-        if l.state.get() == ACTIVE {
-            l.rearm();
-        } else {
-            slow(l, mode);
-        }
-    })
+fn free_foreign(l: &Local, requested: usize, usable: usize, owner: u32, mode: u8) {
+    retire_foreign(l, &Counts::free(requested, usable, 1), owner);
+    if l.state.get() == UNINIT {
+        slow(l, mode);
+    }
 }
 
 #[cold]
 #[inline(never)]
 fn realloc_foreign(
+    l: &Local,
     old: usize,
     old_usable: usize,
     owner: u32,
@@ -423,81 +465,110 @@ fn realloc_foreign(
     new_usable: usize,
     mode: u8,
 ) -> u32 {
-    LOCAL.with(|l| {
-        bump(&l.free_requested, old as u64);
-        bump(&l.free_usable, old_usable as u64);
-        bump(&l.mark[1], old as u64);
-        bump(&l.mark[3], old_usable as u64);
-        charge_owner(owner, old, old_usable, 0);
-        l.rearm();
-    });
+    retire_foreign(l, &Counts::free(old, old_usable, 0), owner);
     // The new block is an ordinary growth of the current scope.
-    on_realloc(0, 0, new, new_usable, mode)
+    count_realloc(l, 0, 0, new, new_usable, mode)
 }
 
-fn charge_owner(owner: u32, requested: usize, usable: usize, deallocations: u64) {
-    let c = cell(owner);
-    c.live_requested.fetch_sub(requested as i64, Relaxed);
-    c.live_usable.fetch_sub(usable as i64, Relaxed);
-    c.deallocations.fetch_add(deallocations, Relaxed);
-    LIVE_REQUESTED.fetch_sub(requested as i64, Relaxed);
-    LIVE_USABLE.fetch_sub(usable as i64, Relaxed);
+fn retire_foreign(l: &Local, freed: &Counts, owner: u32) {
+    let (_, c) = cell_of_owner(owner);
+    c.fold(freed);
+    let (r, u) = (freed.net_requested(), freed.net_usable());
+    c.publish(r, u);
+    global::publish(r, u);
+    if l.state.get() == TORN_DOWN {
+        EXITED.add(freed, 0, 0);
+    } else {
+        l.write(|| l.retired.add(freed));
+        l.published_requested
+            .set(l.published_requested.get().wrapping_add(r));
+    }
 }
 
-/// Everything that is not a plain count: publishing, registering, teardown.
+/// Everything that is not a plain count: folding, publishing, registering,
+/// counting after teardown.
 #[cold]
 #[inline(never)]
 fn slow(l: &Local, mode: u8) {
-    l.fold();
     match l.state.get() {
         UNINIT => register(l, mode),
-        // Fired early: the pending change is still within bounds.
-        ACTIVE if l.precise.get() == 0 && l.pending_net().unsigned_abs() <= FLUSH_BYTES => {}
-        _ => settle(l),
-    }
-    l.rearm();
-}
-
-/// Publishes what is pending, according to the thread's state.
-fn settle(l: &Local) {
-    match l.state.get() {
-        ACTIVE => publish(l),
-        TORN_DOWN => {
-            // After teardown: publish and fold straight into the exited row.
-            publish(l);
-            fold_into_exited(l);
+        ACTIVE => {
+            let s = l.slot();
+            l.write(|| s.fold());
+            arm(l, s);
         }
-        // Not registered, or registering: the counts wait in the thread-local.
+        TORN_DOWN => retire_torn_down(l),
+        // Registering: the counts wait in the slot.
         _ => {}
     }
 }
 
-/// Publishes the thread's pending delta to its current scope and the globals.
-fn publish(l: &Local) {
-    let now = l.cumulative();
-    let d = now.minus(&l.marked());
-    if d.is_empty() {
+/// Publishes the slot's net change since its last publication.
+fn publish(l: &Local, s: &Slot) {
+    let c = s.counts();
+    let (requested, usable) = (c.net_requested(), c.net_usable());
+    let dr = requested.wrapping_sub(s.published_requested.get());
+    let du = usable.wrapping_sub(s.published_usable.get());
+    s.published_requested.set(requested);
+    s.published_usable.set(usable);
+    s.mark_alloc.set(c.alloc_usable);
+    s.mark_free.set(c.free_usable);
+    if dr != 0 || du != 0 {
+        cell(s.scope.load(Relaxed)).publish(dr, du);
+        global::publish(dr, du);
+        let thread = l.published_requested.get().wrapping_add(dr);
+        l.published_requested.set(thread);
+        raise(&l.peak_requested, thread);
+    }
+}
+
+/// Publishes the slot if it holds back more than half the bound (or the
+/// thread is precise), then sets its limits.
+///
+/// With `a`, `f` the cumulative allocated and freed usable bytes, `ar`, `fr`
+/// the requested ones, and `p`, `pr` the net published so far, an
+/// allocation adds at least as many usable bytes as requested ones. So while
+/// `a <= min(f + p, fr + pr + (a - ar)) + FLUSH_BYTES` (all taken now), both
+/// pending net changes stay within `FLUSH_BYTES`; frees are symmetric. Each
+/// operation thus compares its own usable counter with one constant; after
+/// a publication each has at least `FLUSH_BYTES / 2` of room.
+fn arm(l: &Local, s: &Slot) {
+    let (pr, pu) = s.pending();
+    if l.precise.get() != 0
+        || pr.unsigned_abs() > FLUSH_BYTES / 2
+        || pu.unsigned_abs() > FLUSH_BYTES / 2
+    {
+        publish(l, s);
+    }
+    if l.state.get() != ACTIVE || l.precise.get() != 0 {
+        s.alloc_limit.set(0);
+        s.free_limit.set(0);
         return;
     }
-    l.set_mark(&now);
-    cell(l.scope.load(Relaxed)).publish(&d);
-    let live = LIVE_REQUESTED.fetch_add(d.net_requested(), Relaxed) + d.net_requested();
-    raise(&PEAK_REQUESTED, live);
-    let live_u = LIVE_USABLE.fetch_add(d.net_usable(), Relaxed) + d.net_usable();
-    raise(&PEAK_USABLE, live_u);
-    raise(&l.peak_requested, l.live_requested());
+    let c = s.counts();
+    let pr = s.published_requested.get() as u64;
+    let pu = s.published_usable.get() as u64;
+    let slack_allocated = c.alloc_usable.wrapping_sub(c.alloc_requested);
+    let slack_freed = c.free_usable.wrapping_sub(c.free_requested);
+    let alloc_limit = (c.free_usable.wrapping_add(pu)).min(
+        c.free_requested
+            .wrapping_add(pr)
+            .wrapping_add(slack_allocated),
+    );
+    let free_limit = (c.alloc_usable.wrapping_sub(pu))
+        .min(c.alloc_requested.wrapping_sub(pr).wrapping_add(slack_freed));
+    s.alloc_limit.set(alloc_limit.wrapping_add(FLUSH_BYTES));
+    s.free_limit.set(free_limit.wrapping_add(FLUSH_BYTES));
 }
 
 fn register(l: &Local, mode: u8) {
     l.state.set(BUSY);
     ATTRIBUTION.store(mode, Relaxed);
-    // SAFETY: gettid has no preconditions.
-    l.tid.store(unsafe { libc::gettid() } as u64, Relaxed);
+    l.tid.store(sys::thread_id(), Relaxed);
     install_fork_handlers();
-    {
-        let _lock = RegistryLock::acquire();
-        link(l);
-    }
+    REGISTRY.lock().link(l);
+    let live = THREADS_LIVE.fetch_add(1, Relaxed) + 1;
+    THREADS_MAX.fetch_max(live, Relaxed);
     // Registering the exit hook may allocate; those allocations see BUSY.
     if EXIT.try_with(|_| ()).is_err() {
         // The thread is already tearing down: no hook will run, so do not
@@ -507,279 +578,173 @@ fn register(l: &Local, mode: u8) {
         return;
     }
     l.state.set(ACTIVE);
-    publish(l);
+    arm(l, l.slot());
 }
 
-/// Folds the thread's counters into the exited row and unlinks it.
+/// Folds every slot of `l` into its scope's cell and the whole thread into
+/// the `exited` row, and unlinks it. The caller holds the registry lock.
+fn retire_thread(l: &Local, registry: &crate::registry::Locked<'_, Local>) {
+    let mut total = l.retired.load();
+    for s in &l.slots {
+        let c = s.counts();
+        if c.is_empty() {
+            continue;
+        }
+        publish(l, s);
+        cell(s.scope.load(Relaxed)).fold(&c);
+        total = total.plus(&c);
+    }
+    let peak = l.peak_requested.load(Relaxed).max(total.net_requested());
+    EXITED.add(&total, l.reallocations.load(Relaxed), peak);
+    registry.unlink(l);
+    THREADS_LIVE.fetch_sub(1, Relaxed);
+    EXITED.threads.fetch_add(1, Relaxed);
+    l.write(|| {
+        for s in &l.slots {
+            let scope = s.scope.load(Relaxed);
+            s.reset(scope);
+        }
+        l.retired.clear();
+        l.reallocations.store(0, Relaxed);
+    });
+    l.published_requested.set(0);
+}
+
+/// The exit hook: the thread's counters go to the `exited` row.
 fn thread_exit(l: &Local) {
     if l.state.get() != ACTIVE {
         return;
     }
-    publish(l);
     {
-        let _lock = RegistryLock::acquire();
-        unlink(l);
-        fold_into_exited(l);
+        let registry = REGISTRY.lock();
+        retire_thread(l, &registry);
     }
     l.state.set(TORN_DOWN);
-    l.rearm();
+    for s in &l.slots {
+        arm(l, s);
+    }
 }
 
-/// Adds the thread's cumulative counters to the exited row and zeroes them.
-/// The thread's pending delta must have been published first.
-fn fold_into_exited(l: &Local) {
-    let c = l.cumulative();
-    EXITED.allocations.fetch_add(c.allocations, Relaxed);
-    EXITED.deallocations.fetch_add(c.deallocations, Relaxed);
-    EXITED
-        .reallocations
-        .fetch_add(l.reallocations.load(Relaxed), Relaxed);
-    EXITED.alloc_requested.fetch_add(c.alloc_requested, Relaxed);
-    EXITED.free_requested.fetch_add(c.free_requested, Relaxed);
-    EXITED.alloc_usable.fetch_add(c.alloc_usable, Relaxed);
-    EXITED.free_usable.fetch_add(c.free_usable, Relaxed);
-    raise(&EXITED.peak_requested, l.peak_requested.load(Relaxed));
-    for counter in [
-        &l.alloc_packed,
-        &l.free_packed,
-        &l.allocations,
-        &l.deallocations,
-        &l.reallocations,
-        &l.alloc_requested,
-        &l.free_requested,
-        &l.alloc_usable,
-        &l.free_usable,
-    ] {
-        counter.store(0, Relaxed);
+/// After teardown every operation lands here: it goes straight to the
+/// scope's cell, the globals and the `exited` row.
+fn retire_torn_down(l: &Local) {
+    let s = l.slot();
+    let c = s.counts();
+    s.reset(s.scope.load(Relaxed));
+    let (r, u) = (c.net_requested(), c.net_usable());
+    let target = cell(s.scope.load(Relaxed));
+    target.fold(&c);
+    target.publish(r, u);
+    global::publish(r, u);
+    EXITED.add(&c, l.reallocations.swap(0, Relaxed), 0);
+}
+
+/// Gives slot `index` to `scope`, moving what it held for another scope to
+/// that scope's cell.
+#[cold]
+#[inline(never)]
+fn claim(l: &Local, index: usize, scope: u32) {
+    let s = &l.slots[index];
+    let c = s.counts();
+    if c.is_empty() {
+        l.write(|| s.reset(scope));
+    } else {
+        publish(l, s);
+        let old = s.scope.load(Relaxed);
+        MOVES_STARTED.fetch_add(1, Relaxed);
+        fence(Release);
+        l.write(|| {
+            l.retired.add(&c);
+            s.reset(scope);
+        });
+        cell(old).fold(&c);
+        MOVES_DONE.fetch_add(1, Release);
     }
-    l.set_mark(&Delta::default());
+    arm(l, s);
+}
+
+#[cold]
+#[inline(never)]
+fn leave(l: &Local, s: &Slot) {
+    publish(l, s);
+    arm(l, s);
 }
 
 // ---------------------------------------------------------------------------
-// Globals.
+// Fork: the child has one thread. The registry lock must not be held by a
+// thread that no longer exists, and the other threads' counters (copied into
+// the child, never to exit) are folded into the `exited` row.
 // ---------------------------------------------------------------------------
-
-/// Global live bytes as published (excludes each live thread's pending delta).
-pub(crate) static LIVE_REQUESTED: AtomicI64 = AtomicI64::new(0);
-pub(crate) static LIVE_USABLE: AtomicI64 = AtomicI64::new(0);
-pub(crate) static PEAK_REQUESTED: AtomicI64 = AtomicI64::new(0);
-pub(crate) static PEAK_USABLE: AtomicI64 = AtomicI64::new(0);
-/// 0: nothing counted yet; otherwise `Attribution as u8 + 1`.
-pub(crate) static ATTRIBUTION: AtomicU8 = AtomicU8::new(0);
-pub(crate) static THREADS_LIVE: AtomicU64 = AtomicU64::new(0);
-pub(crate) static THREADS_MAX: AtomicU64 = AtomicU64::new(0);
-/// Threads that ended (and a forked child's vanished threads).
-pub(crate) static EXITED: Exited = Exited::new();
-
-pub(crate) struct Exited {
-    pub(crate) threads: AtomicU64,
-    pub(crate) allocations: AtomicU64,
-    pub(crate) deallocations: AtomicU64,
-    pub(crate) reallocations: AtomicU64,
-    pub(crate) alloc_requested: AtomicU64,
-    pub(crate) free_requested: AtomicU64,
-    pub(crate) alloc_usable: AtomicU64,
-    pub(crate) free_usable: AtomicU64,
-    pub(crate) peak_requested: AtomicI64,
-}
-
-impl Exited {
-    const fn new() -> Self {
-        Exited {
-            threads: AtomicU64::new(0),
-            allocations: AtomicU64::new(0),
-            deallocations: AtomicU64::new(0),
-            reallocations: AtomicU64::new(0),
-            alloc_requested: AtomicU64::new(0),
-            free_requested: AtomicU64::new(0),
-            alloc_usable: AtomicU64::new(0),
-            free_usable: AtomicU64::new(0),
-            peak_requested: AtomicI64::new(0),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The registry: an intrusive list of live threads' Locals under a spin lock.
-// Only registration, thread exit, fork and readers take the lock; none of them
-// allocates while holding it.
-// ---------------------------------------------------------------------------
-
-static HEAD: AtomicPtr<Local> = AtomicPtr::new(ptr::null_mut());
-static LOCK: AtomicBool = AtomicBool::new(false);
-
-struct RegistryLock;
-
-impl RegistryLock {
-    fn acquire() -> RegistryLock {
-        raw_lock();
-        RegistryLock
-    }
-}
-
-impl Drop for RegistryLock {
-    fn drop(&mut self) {
-        raw_unlock();
-    }
-}
-
-fn raw_lock() {
-    while LOCK
-        .compare_exchange_weak(false, true, Acquire, Relaxed)
-        .is_err()
-    {
-        std::thread::yield_now();
-    }
-}
-
-fn raw_unlock() {
-    LOCK.store(false, Release);
-}
-
-/// Links `l` at the head. Caller holds the lock.
-fn link(l: &Local) {
-    let me = l as *const Local as *mut Local;
-    let head = HEAD.load(Relaxed);
-    l.prev.store(ptr::null_mut(), Relaxed);
-    l.next.store(head, Relaxed);
-    if !head.is_null() {
-        // SAFETY: linked Locals are live (a thread unlinks itself, under the
-        // lock we hold, before its thread-local storage goes away).
-        unsafe { (*head).prev.store(me, Relaxed) };
-    }
-    HEAD.store(me, Relaxed);
-    let live = THREADS_LIVE.fetch_add(1, Relaxed) + 1;
-    THREADS_MAX.fetch_max(live, Relaxed);
-}
-
-/// Unlinks `l`. Caller holds the lock.
-fn unlink(l: &Local) {
-    let next = l.next.load(Relaxed);
-    let prev = l.prev.load(Relaxed);
-    // SAFETY: neighbours are linked, hence live (see `link`).
-    unsafe {
-        if !next.is_null() {
-            (*next).prev.store(prev, Relaxed);
-        }
-        if prev.is_null() {
-            HEAD.store(next, Relaxed);
-        } else {
-            (*prev).next.store(next, Relaxed);
-        }
-    }
-    l.next.store(ptr::null_mut(), Relaxed);
-    l.prev.store(ptr::null_mut(), Relaxed);
-    THREADS_LIVE.fetch_sub(1, Relaxed);
-    EXITED.threads.fetch_add(1, Relaxed);
-}
-
-/// Calls `f` on every live thread's Local, under the lock. `f` must not allocate
-/// unless the calling thread is already registered.
-fn for_each_live(mut f: impl FnMut(&Local)) {
-    let _lock = RegistryLock::acquire();
-    let mut p = HEAD.load(Relaxed);
-    while !p.is_null() {
-        // SAFETY: linked Locals are live while we hold the lock.
-        let l = unsafe { &*p };
-        f(l);
-        p = l.next.load(Relaxed);
-    }
-}
-
-/// Registers the calling thread if it is not yet, so that it can allocate
-/// while holding the registry lock without needing the lock itself.
-fn ensure_registered() {
-    if ATTRIBUTION.load(Relaxed) == 0 {
-        // No tracked allocator: allocations never reach this module.
-        return;
-    }
-    LOCAL.with(|l| {
-        if l.state.get() == UNINIT {
-            slow(l, ATTRIBUTION.load(Relaxed));
-        }
-    });
-}
-
-// Fork: the child has one thread; the registry lock must not be held by a
-// thread that no longer exists, and the other threads' Locals (copied into the
-// child, never to exit) are folded into the exited row so their bytes stay counted.
-
-static FORK_HANDLERS: AtomicBool = AtomicBool::new(false);
 
 fn install_fork_handlers() {
-    if FORK_HANDLERS.swap(true, Relaxed) {
-        return;
-    }
-    // SAFETY: the handlers are plain functions that only touch statics and the
-    // registry; pthread_atfork copies the pointers.
-    unsafe {
-        libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(fork_child));
+    static INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !INSTALLED.swap(true, Relaxed) {
+        sys::at_fork(fork_prepare, fork_parent, fork_child);
     }
 }
 
 extern "C" fn fork_prepare() {
-    raw_lock();
+    REGISTRY.raw_lock();
 }
 
 extern "C" fn fork_parent() {
-    raw_unlock();
+    REGISTRY.raw_unlock();
 }
 
 extern "C" fn fork_child() {
     let me = LOCAL.with(|l| l as *const Local);
-    let mut p = HEAD.load(Relaxed);
-    while !p.is_null() {
-        // SAFETY: we hold the lock taken in `fork_prepare`; the other Locals'
-        // memory was copied into the child with the rest of the address space.
-        let l = unsafe { &*p };
-        p = l.next.load(Relaxed);
+    let registry = REGISTRY.adopt_lock();
+    registry.for_each(|l| {
         if !ptr::eq(l, me) {
-            let d = l.pending();
-            l.set_mark(&l.cumulative());
-            if !d.is_empty() {
-                cell(l.scope.load(Relaxed)).publish(&d);
-                LIVE_REQUESTED.fetch_add(d.net_requested(), Relaxed);
-                LIVE_USABLE.fetch_add(d.net_usable(), Relaxed);
-            }
-            unlink(l);
-            fold_into_exited(l);
+            // Single-threaded now: the vanished thread's cells are ours to read.
+            retire_thread(l, &registry);
         }
-    }
-    LOCAL.with(|l| {
-        // SAFETY: gettid has no preconditions.
-        l.tid.store(unsafe { libc::gettid() } as u64, Relaxed)
     });
-    raw_unlock();
+    LOCAL.with(|l| l.tid.store(sys::thread_id(), Relaxed));
 }
 
 // ---------------------------------------------------------------------------
-// What the rest of the crate reads and sets.
+// What the rest of the crate calls.
 // ---------------------------------------------------------------------------
 
+/// The scope the calling thread is in.
 pub(crate) fn current_scope() -> u32 {
-    LOCAL.with(|l| l.scope.load(Relaxed))
+    LOCAL.with(|l| l.slot().scope.load(Relaxed))
 }
 
-/// Publishes the pending delta to the old scope and makes `scope` current.
+/// Makes `scope` current; returns the scope that was. Writes no shared
+/// memory unless the scope it leaves holds unpublished bytes or the slot of
+/// `scope` belongs to another scope.
+#[inline]
 pub(crate) fn switch_scope(scope: u32) -> u32 {
     LOCAL.with(|l| {
-        settle(l);
-        let previous = l.scope.swap(scope, Relaxed);
-        l.rearm();
+        let s = l.slot();
+        let previous = s.scope.load(Relaxed);
+        if s.dirty() {
+            leave(l, s);
+        }
+        let index = scope as usize % SLOTS;
+        if l.slots[index].scope.load(Relaxed) != scope {
+            claim(l, index, scope);
+        }
+        l.current.set(index);
         previous
     })
 }
 
-/// Publishes the calling thread's pending delta now.
+/// Publishes every slot of the calling thread that holds unpublished bytes.
 pub(crate) fn flush_current() {
     LOCAL.with(|l| {
-        settle(l);
-        l.rearm();
+        for s in &l.slots {
+            if s.dirty() {
+                leave(l, s);
+            }
+        }
     })
 }
 
-/// Makes the calling thread publish on every operation (`on == true`, nests)
-/// or go back to batching once every such request is withdrawn.
+/// Makes the calling thread publish on every operation (`on`, nests) or go
+/// back to batching once every such request is withdrawn.
 pub(crate) fn set_precise(on: bool) {
     LOCAL.with(|l| {
         let depth = l.precise.get();
@@ -788,73 +753,112 @@ pub(crate) fn set_precise(on: bool) {
         } else {
             depth.saturating_sub(1)
         });
-        settle(l);
-        l.rearm();
+        for s in &l.slots {
+            arm(l, s);
+        }
     })
 }
 
-/// Calls `f(scope, pending)` for every live thread with something pending.
-pub(crate) fn add_pending(mut f: impl FnMut(u32, &Delta)) {
-    ensure_registered();
-    for_each_live(|l| {
-        let d = l.pending();
-        if !d.is_empty() {
-            f(l.scope.load(Relaxed), &d);
+/// Registers the calling thread if it is not yet, so that it can allocate
+/// while holding the registry lock without needing the lock itself.
+fn ensure_registered() {
+    let mode = ATTRIBUTION.load(Relaxed);
+    if mode == 0 {
+        // No tracked allocator: allocations never reach this module.
+        return;
+    }
+    LOCAL.with(|l| {
+        if l.state.get() == UNINIT {
+            slow(l, mode);
         }
     });
 }
 
-/// One live thread's raw figures.
-pub(crate) struct ThreadRaw {
+/// One live thread's figures, read consistently.
+pub(crate) struct ThreadSnapshot {
     pub(crate) tid: u64,
-    pub(crate) totals: Delta,
+    pub(crate) totals: Counts,
     pub(crate) reallocations: u64,
     pub(crate) peak_requested: i64,
 }
 
-/// Sums of every live thread's counters, without allocating.
-pub(crate) fn sum_live() -> (Delta, u64) {
-    let mut sum = Delta::default();
-    let mut reallocations = 0;
-    for_each_live(|l| {
-        let c = l.cumulative();
-        sum.alloc_requested += c.alloc_requested;
-        sum.free_requested += c.free_requested;
-        sum.alloc_usable += c.alloc_usable;
-        sum.free_usable += c.free_usable;
-        sum.allocations += c.allocations;
-        sum.deallocations += c.deallocations;
-        reallocations += l.reallocations.load(Relaxed);
+/// The whole process: every live thread plus the `exited` row, read under
+/// the registry lock (so no thread is counted twice or not at all while it
+/// exits). Returns the totals and the reallocations.
+pub(crate) fn process_totals() -> (Counts, u64) {
+    ensure_registered();
+    let registry = REGISTRY.lock();
+    let (mut sum, mut reallocations, _) = EXITED.read();
+    registry.for_each(|l| {
+        let t = l.snapshot();
+        sum = sum.plus(&t.totals);
+        reallocations = reallocations.wrapping_add(t.reallocations);
     });
     (sum, reallocations)
 }
 
-/// Every live thread's figures.
-pub(crate) fn live_threads() -> Vec<ThreadRaw> {
+/// Every live thread's figures and the `exited` row (counts, reallocations,
+/// highest peak), read together under the registry lock.
+pub(crate) fn thread_snapshots() -> (Vec<ThreadSnapshot>, (Counts, u64, i64)) {
     ensure_registered();
-    let mut out = Vec::with_capacity(THREADS_LIVE.load(Relaxed) as usize + 8);
-    for_each_live(|l| {
-        out.push(ThreadRaw {
-            tid: l.tid.load(Relaxed),
-            totals: l.cumulative(),
-            reallocations: l.reallocations.load(Relaxed),
-            peak_requested: l.peak_requested.load(Relaxed).max(l.live_requested()),
-        })
-    });
-    out
+    loop {
+        let capacity = THREADS_LIVE.load(Relaxed) as usize + 8;
+        let mut out = Vec::with_capacity(capacity);
+        let registry = REGISTRY.lock();
+        let mut complete = true;
+        registry.for_each(|l| {
+            // Never grow the vector (allocate) while holding the lock.
+            if out.len() < capacity {
+                out.push(l.snapshot());
+            } else {
+                complete = false;
+            }
+        });
+        let exited = EXITED.read();
+        drop(registry);
+        if complete {
+            return (out, exited);
+        }
+    }
 }
 
-/// The calling thread's own figures, read without a lock or an allocation.
-pub(crate) fn own() -> (ThreadRaw, bool) {
-    LOCAL.with(|l| {
-        (
-            ThreadRaw {
-                tid: l.tid.load(Relaxed),
-                totals: l.cumulative(),
-                reallocations: l.reallocations.load(Relaxed),
-                peak_requested: l.peak_requested.load(Relaxed).max(l.live_requested()),
-            },
-            l.state.get() == TORN_DOWN,
-        )
-    })
+/// The calling thread's own figures, read without a lock or an allocation,
+/// and whether its counters were torn down.
+pub(crate) fn own() -> (ThreadSnapshot, bool) {
+    LOCAL.with(|l| (l.snapshot(), l.state.get() == TORN_DOWN))
+}
+
+/// Adds to `out[id]` the counts of scope `id` for every `id < out.len()`:
+/// each scope's cell plus the slots live threads hold for it, read so that
+/// no count is seen twice or missed while it moves.
+pub(crate) fn scope_counts(out: &mut [Counts], first: u32) {
+    ensure_registered();
+    loop {
+        let done = MOVES_DONE.load(Acquire);
+        let started = MOVES_STARTED.load(Acquire);
+        if started == done {
+            let registry = REGISTRY.lock();
+            for (i, slot) in out.iter_mut().enumerate() {
+                *slot = cell(first + i as u32).folded();
+            }
+            registry.for_each(|l| {
+                let slots: [(u32, Counts); SLOTS] = l.read(|| {
+                    std::array::from_fn(|i| (l.slots[i].scope.load(Relaxed), l.slots[i].counts()))
+                });
+                for (scope, c) in slots {
+                    if let Some(i) = scope.checked_sub(first)
+                        && let Some(target) = out.get_mut(i as usize)
+                    {
+                        *target = target.plus(&c);
+                    }
+                }
+            });
+            drop(registry);
+            fence(Acquire);
+            if MOVES_STARTED.load(Relaxed) == started {
+                return;
+            }
+        }
+        std::thread::yield_now();
+    }
 }

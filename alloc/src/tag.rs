@@ -1,0 +1,131 @@
+//! Owner mode's per-block tags: where a block keeps the id of the scope that
+//! allocated it, without ever asking the inner allocator for more bytes.
+//!
+//! The place is a function of the block's requested and usable size alone,
+//! so `dealloc` and `realloc` find it again:
+//!
+//! - **trailer**: when the block's size class leaves at least
+//!   [`OWNER_TAG_BYTES`] of slack past the requested bytes, the id sits in
+//!   the last four usable bytes, which the program never sees;
+//! - **side table**: blocks of [`OWNER_SIDE_TABLE_MIN`] bytes or more with no
+//!   such slack (power-of-two buffers, Arrow's 64-byte-rounded ones) are
+//!   entered in a fixed, lock-free hash table keyed by address;
+//! - **none**: smaller blocks with no slack (8, 16, 32, 48, 64, 128 bytes…)
+//!   carry no tag, and neither does a large block when its probe window in
+//!   the table is full; their frees are charged as in counting mode, to the
+//!   scope that frees them.
+//!
+//! So tagging never moves a block into a larger size class and the measured
+//! program's memory is what it would be without memledger, apart from the
+//! table (512 KiB of address space, touched a page at a time).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Bytes of an owner tag in a block's slack.
+pub const OWNER_TAG_BYTES: usize = 4;
+
+/// Blocks without slack for a trailer are tagged in the side table from this
+/// many bytes up; smaller ones go untagged.
+pub const OWNER_SIDE_TABLE_MIN: usize = 256;
+
+const TABLE_BITS: u32 = 16;
+const TABLE_SLOTS: usize = 1 << TABLE_BITS;
+/// A block is looked for in this many consecutive entries from its hash.
+const PROBES: usize = 32;
+/// Scope ids fit in the low bits of an entry (`MAX_SCOPES` is 2^14).
+const SCOPE_BITS: u32 = 14;
+const SCOPE_MASK: u64 = (1 << SCOPE_BITS) - 1;
+
+/// Entries: `address >> 4` above the scope id; 0 is empty. Side-table
+/// blocks are at least 256 bytes long, so two live ones never share an
+/// `address >> 4`.
+static TABLE: [AtomicU64; TABLE_SLOTS] = [const { AtomicU64::new(0) }; TABLE_SLOTS];
+
+#[derive(Clone, Copy)]
+enum Place {
+    Trailer(usize),
+    Side,
+    None,
+}
+
+#[inline(always)]
+fn place(size: usize, usable: usize) -> Place {
+    if usable > size && usable - size >= OWNER_TAG_BYTES {
+        Place::Trailer(usable - OWNER_TAG_BYTES)
+    } else if size >= OWNER_SIDE_TABLE_MIN {
+        Place::Side
+    } else {
+        Place::None
+    }
+}
+
+fn key(ptr: *mut u8) -> u64 {
+    (ptr as usize as u64) >> 4
+}
+
+fn first_index(key: u64) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TABLE_BITS)) as usize
+}
+
+fn probe(key: u64) -> impl Iterator<Item = &'static AtomicU64> {
+    let first = first_index(key);
+    (0..PROBES).map(move |i| &TABLE[(first + i) % TABLE_SLOTS])
+}
+
+#[cold]
+fn side_insert(ptr: *mut u8, scope: u32) {
+    let k = key(ptr);
+    let entry = (k << SCOPE_BITS) | (u64::from(scope) & SCOPE_MASK);
+    for slot in probe(k) {
+        if slot.compare_exchange(0, entry, Relaxed, Relaxed).is_ok() {
+            return;
+        }
+    }
+    // Window full: the block goes untagged.
+}
+
+#[cold]
+fn side_take(ptr: *mut u8) -> Option<u32> {
+    let k = key(ptr);
+    for slot in probe(k) {
+        let entry = slot.load(Relaxed);
+        if entry != 0 && entry >> SCOPE_BITS == k {
+            // Only the block's holder touches its entry once it is in.
+            slot.store(0, Relaxed);
+            return Some((entry & SCOPE_MASK) as u32);
+        }
+    }
+    None
+}
+
+/// Tags the block `ptr` (`size` requested, `usable` usable bytes) with `scope`.
+///
+/// # Safety
+///
+/// `ptr` is a live block of at least `usable` bytes that the caller owns.
+#[inline(always)]
+pub(crate) unsafe fn write(ptr: *mut u8, size: usize, usable: usize, scope: u32) {
+    match place(size, usable) {
+        // SAFETY: the trailer lies in the block's slack, past what the
+        // program may touch (the caller's contract).
+        Place::Trailer(at) => unsafe { ptr.add(at).cast::<u32>().write_unaligned(scope) },
+        Place::Side => side_insert(ptr, scope),
+        Place::None => {}
+    }
+}
+
+/// Takes the tag off the block `ptr` (removing its side-table entry) and
+/// returns the scope it names, or `None` for an untagged block.
+///
+/// # Safety
+///
+/// `ptr` is a live block tagged by [`write`] with the same sizes.
+#[inline(always)]
+pub(crate) unsafe fn take(ptr: *mut u8, size: usize, usable: usize) -> Option<u32> {
+    match place(size, usable) {
+        // SAFETY: as in `write`.
+        Place::Trailer(at) => Some(unsafe { ptr.add(at).cast::<u32>().read_unaligned() }),
+        Place::Side => side_take(ptr),
+        Place::None => None,
+    }
+}
