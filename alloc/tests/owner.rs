@@ -199,3 +199,23 @@ fn a_shrinking_realloc_keeps_owner_and_usable_true() {
     a.in_scope(|| drop(v));
     assert_eq!((b.stats().live_requested, b.stats().live_usable), (0, 0));
 }
+
+#[test]
+fn a_corrupt_tag_is_charged_to_overflow_never_to_a_real_scope() {
+    let a = Scope::new("owner-corrupt-A");
+    let b = Scope::new("owner-corrupt-B");
+    let layout = Layout::from_size_align(100, 8).unwrap();
+    // SAFETY: non-zero size.
+    let p = a.in_scope(|| unsafe { std::alloc::alloc(layout) });
+    let usable = mimalloc_good_size(100);
+    assert!(usable >= 100 + memledger_alloc::OWNER_TAG_BYTES);
+    // SAFETY: the tag sits in the last four usable bytes, inside the block.
+    unsafe { p.add(usable - 4).cast::<u32>().write_unaligned(0xFFFF_FFF0) };
+    let overflow_before = Scope::OVERFLOW.stats().deallocations;
+    let (a_before, b_before) = (a.stats().deallocations, b.stats().deallocations);
+    // SAFETY: allocated above with `layout`.
+    b.in_scope(|| unsafe { std::alloc::dealloc(p, layout) });
+    assert_eq!(Scope::OVERFLOW.stats().deallocations, overflow_before + 1);
+    assert_eq!(a.stats().deallocations, a_before);
+    assert_eq!(b.stats().deallocations, b_before);
+}
