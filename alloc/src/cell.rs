@@ -13,7 +13,7 @@
 //!
 //! Writes to a cell are atomic adds made on cold paths only.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use crate::counts::Counts;
 
@@ -23,6 +23,20 @@ pub const MAX_SCOPES: usize = 16384;
 
 /// The id of the `overflow` scope.
 pub(crate) const OVERFLOW_ID: u32 = 1;
+
+/// Number of ids handed out (0 and 1 are built in).
+static COUNT: AtomicU32 = AtomicU32::new(2);
+
+/// How many scope ids exist (ids below this name a scope).
+pub(crate) fn count() -> u32 {
+    COUNT.load(Relaxed)
+}
+
+/// Records that ids below `count` are handed out (by the scope interner,
+/// under its lock).
+pub(crate) fn set_count(count: u32) {
+    COUNT.store(count, Relaxed);
+}
 
 #[repr(C, align(128))]
 pub(crate) struct ScopeCell {
@@ -118,10 +132,6 @@ pub(crate) fn cell(id: u32) -> &'static ScopeCell {
 /// never to a real scope.
 #[inline]
 pub(crate) fn cell_of_owner(id: u32) -> (u32, &'static ScopeCell) {
-    let id = if id < crate::scope::count() {
-        id
-    } else {
-        OVERFLOW_ID
-    };
+    let id = if id < count() { id } else { OVERFLOW_ID };
     (id, cell(id))
 }

@@ -17,10 +17,10 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 
-use crate::cell::{MAX_SCOPES, cell};
+use crate::cell::{self, MAX_SCOPES, cell};
 use crate::counts::Counts;
 use crate::thread;
 
@@ -33,14 +33,6 @@ impl std::fmt::Debug for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Scope({:?})", self.name())
     }
-}
-
-/// Number of ids handed out (0 and 1 are built in).
-static COUNT: AtomicU32 = AtomicU32::new(2);
-
-/// How many scope ids exist (ids below this name a scope).
-pub(crate) fn count() -> u32 {
-    COUNT.load(Relaxed)
 }
 
 /// Distinct names that got [`Scope::OVERFLOW`] because the table was full.
@@ -87,7 +79,7 @@ impl Scope {
         if let Some(&id) = interner.ids.get(name) {
             return Scope(id);
         }
-        let id = COUNT.load(Relaxed);
+        let id = cell::count();
         if id as usize >= MAX_SCOPES {
             if interner.overflowed.insert(name.into()) {
                 OVERFLOWED_NAMES.fetch_add(1, Relaxed);
@@ -100,7 +92,7 @@ impl Scope {
         }
         interner.names.push(name);
         interner.ids.insert(name, id);
-        COUNT.store(id + 1, Relaxed);
+        cell::set_count(id + 1);
         Scope(id)
     }
 
@@ -175,7 +167,7 @@ impl Scope {
 /// Every scope that exists (including `unscoped` and `overflow`), by id,
 /// read together (see [`Scope::stats`] for what is exact).
 pub fn scopes() -> Vec<ScopeStats> {
-    let count = count() as usize;
+    let count = cell::count() as usize;
     let mut counts = vec![Counts::default(); count];
     thread::scope_counts(&mut counts, 0);
     let names: Vec<&'static str> = {
