@@ -700,6 +700,8 @@ extern "C" fn fork_child() {
             retire_thread(l, &registry);
         }
     });
+    // A thread that vanished in the middle of a move never finishes it.
+    MOVES_DONE.store(MOVES_STARTED.load(Relaxed), Relaxed);
     LOCAL.with(|l| l.tid.store(sys::thread_id(), Relaxed));
 }
 
