@@ -122,6 +122,7 @@ impl Scope {
     /// Enters the scope on this thread until the guard drops; the previous
     /// scope is restored then. Guards nest; the innermost wins.
     #[must_use = "the scope is left when the guard drops"]
+    #[inline]
     pub fn enter(self) -> ScopeGuard {
         ScopeGuard {
             previous: thread::switch_scope(self.0),
@@ -260,6 +261,7 @@ pub struct ScopeGuard {
 }
 
 impl Drop for ScopeGuard {
+    #[inline]
     fn drop(&mut self) {
         thread::switch_scope(self.previous);
     }

@@ -212,6 +212,7 @@ impl Slot {
 /// `Drop`, so reaching it costs one TLS address computation and no lazy check.
 #[repr(C)]
 pub(crate) struct Local {
+    /// Byte offset of the current slot in `slots`.
     current: Cell<usize>,
     state: Cell<u8>,
     precise: Cell<u8>,
@@ -254,7 +255,16 @@ impl Local {
 
     #[inline(always)]
     fn slot(&self) -> &Slot {
-        &self.slots[self.current.get() % SLOTS]
+        // SAFETY: `current` is only ever set to `index * size_of::<Slot>()`
+        // with `index < SLOTS` (see `set_current`), so it points at a slot.
+        unsafe { &*self.slots.as_ptr().byte_add(self.current.get()) }
+    }
+
+    /// Makes slot `index` (below `SLOTS`) the current one.
+    #[inline(always)]
+    fn set_current(&self, index: usize) {
+        self.current
+            .set((index % SLOTS) * std::mem::size_of::<Slot>());
     }
 
     /// Runs `f`, which moves counts, so that readers never see it half done.
@@ -729,7 +739,7 @@ pub(crate) fn switch_scope(scope: u32) -> u32 {
         if l.slots[index].scope.load(Relaxed) != scope {
             claim(l, index, scope);
         }
-        l.current.set(index);
+        l.set_current(index);
         previous
     })
 }

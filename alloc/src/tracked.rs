@@ -118,12 +118,13 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
         } else {
             None
         };
-        // SAFETY: caller's contract passed on.
-        unsafe { self.inner.dealloc(ptr, layout) };
+        // Counted first, so that the inner `dealloc` is a tail call.
         match owner {
             Some(owner) => thread::on_free_owned(layout.size(), usable, owner, Self::MODE),
             None => thread::on_free(layout.size(), usable, Self::MODE),
         }
+        // SAFETY: caller's contract passed on.
+        unsafe { self.inner.dealloc(ptr, layout) }
     }
 
     #[inline(always)]
