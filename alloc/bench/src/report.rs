@@ -7,6 +7,7 @@ use crate::contender::{Contender, Role, Target};
 use crate::footprint::Pattern;
 use crate::markdown::{Align, Table};
 use crate::options::Options;
+use crate::protocol::available_cores;
 use crate::results::{Rounds, Spread};
 use crate::workload::{BATCHES, Workload};
 
@@ -17,12 +18,14 @@ pub fn render(contenders: &[Contender], rounds: &Rounds, options: &Options) -> S
     let _ = writeln!(
         out,
         "## memledger-alloc: each allocator as the `#[global_allocator]` of its own binary\n\n\
-         {} rounds, every binary once per round in rotated order; iterations ×{}; in each \
+         {} cores; rounds: {} (every binary once per round, in rotated order); iterations ×{}; in each \
          run a workload's figure is its fastest of {BATCHES} batches, and memledger's \
          workloads run inside an entered scope. ratio: ns/op over bare mimalloc's ns/op \
          in the same round, median over rounds (spread: min–max of the per-round \
          ratios). ns/op: median; on a shared machine only the ratios carry over.\n",
-        options.rounds, options.scale
+        available_cores(),
+        options.rounds,
+        options.scale
     );
     out += &ratio_table(contenders, rounds, options, &mut verdicts).render();
     if options.workloads.contains(&Workload::ScopePair) {
@@ -67,9 +70,10 @@ struct Verdicts {
 }
 
 impl Verdicts {
-    /// The target cell: the bound and whether `value` meets it.
+    /// The target cell: the bound and whether `value`, as printed (two
+    /// decimals), meets it; so a printed 1.30x never reads as a miss of 1.30x.
     fn judge(&mut self, target: Option<Target>, value: Option<f64>, what: String) -> String {
-        match (target, value) {
+        match (target, value.map(|v| (v * 100.0).round() / 100.0)) {
             (Some(t), Some(v)) if t.is_met_by(v) => {
                 self.met += 1;
                 format!("{t}: met")
@@ -250,6 +254,16 @@ mod tests {
             ));
         }
         r
+    }
+
+    #[test]
+    fn targets_are_judged_on_the_printed_value() {
+        let mut v = Verdicts::default();
+        let t = Some(Target::Ratio(1.30));
+        assert_eq!(v.judge(t, Some(1.3024), "a".into()), "≤ 1.30x: met");
+        assert_eq!(v.judge(t, Some(1.3051), "b".into()), "≤ 1.30x: **missed**");
+        assert_eq!(v.judge(None, Some(9.0), "c".into()), "");
+        assert_eq!((v.met, v.missed), (1, vec!["b".to_string()]));
     }
 
     #[test]
