@@ -194,7 +194,11 @@ fn a_forked_child_keeps_counting() {
             drop(v);
             // Scope and thread reads work in the child too.
             let ok_reads = memledger_alloc::scopes().len() >= 2 && threads().len() == 2;
-            if ok_live && ok_threads && ok_reads { 0 } else { 1 }
+            if ok_live && ok_threads && ok_reads {
+                0
+            } else {
+                1
+            }
         })
         .unwrap_or(2);
         // SAFETY: terminate the child without running the parent's atexit handlers.

@@ -10,8 +10,9 @@ use crate::classify::{ReportState, classify};
 use crate::cli::{BlessArgs, Cli, Command, CompareArgs, RunArgs, ShowArgs, SuiteName};
 use crate::compare::Rules;
 use crate::export::{Format, exporter, one_line, status_cell};
-use crate::output::{RunWriter, SUMMARY_FILE, write_atomic};
-use crate::run::{Context, Figures, QueryResult, Repeat, RepeatRecord, Run, Status};
+use crate::files::{LOCK_FILE, check_replaceable, same_file, write_atomic};
+use crate::output::{RunWriter, SUMMARY_FILE, lock_dir};
+use crate::run::{Context, Figures, QueryResult, RUN_FILE, Repeat, RepeatRecord, Run, Status};
 use crate::runner::{self, ChildSpec, Launcher, MeasureOptions, interrupt};
 use crate::suite::{Query, Suite};
 use crate::units::{format_mib, format_wall_ms};
@@ -50,10 +51,17 @@ pub fn main() -> u8 {
     match result {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("mem_profile: error: {message}");
+            note(&format!("mem_profile: error: {message}"));
             EXIT_USAGE
         }
     }
+}
+
+/// Writes one line to stderr. A closed or broken stderr (`2>&- `, `| head`)
+/// is ignored: messages failing must never stop a run or lose its results.
+pub fn note(line: &str) {
+    let mut stderr = io::stderr().lock();
+    let _ = writeln!(stderr, "{line}");
 }
 
 /// Help and version go out as clap writes them; every other parse error
@@ -71,7 +79,9 @@ fn usage_error(error: clap::Error) -> u8 {
             let text = error.render().to_string();
             let first = text.lines().next().unwrap_or_default();
             let message = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("mem_profile: error: {message} (see mem_profile --help)");
+            note(&format!(
+                "mem_profile: error: {message} (see mem_profile --help)"
+            ));
             EXIT_USAGE
         }
     }
@@ -90,13 +100,23 @@ fn run(args: RunArgs) -> Result<u8, String> {
     let mut suite = match &args.cmd {
         Some(template) => Suite::from_template(template, args.queries.as_deref())?,
         None => match args.suite {
-            SuiteName::Builtin => Suite::builtin(&exe_dir()?, args.scale)?,
-            SuiteName::Tpch => Suite::tpch(&exe_dir()?, args.scale)?,
+            SuiteName::Builtin => Suite::builtin(&exe_dir()?, args.scale.as_deref())?,
+            SuiteName::Tpch => Suite::tpch(&exe_dir()?, args.scale.as_deref())?,
         },
     };
     suite.pick(&args.query)?;
     let launcher =
         Launcher::current_exe().map_err(|e| format!("cannot find mem_profile itself: {e}"))?;
+    let timeout_ms = match args.timeout {
+        Some(timeout) => Some(
+            u64::try_from(timeout.as_millis())
+                .map_err(|_| "--timeout is out of range".to_string())?,
+        ),
+        None => None,
+    };
+    if let Some(path) = &args.save_baseline {
+        check_replaceable(path).map_err(|e| format!("--save-baseline: {e}"))?;
+    }
 
     let context = Context {
         tool: format!("mem_profile {}", env!("CARGO_PKG_VERSION")),
@@ -106,17 +126,28 @@ fn run(args: RunArgs) -> Result<u8, String> {
         machine: context::machine(),
         date: context::now(),
         memory_limit_bytes: args.memory_limit,
-        timeout_ms: args.timeout.map(|t| t.as_millis() as u64),
+        timeout_ms,
         sample_ms: args.sample_ms,
         repeat: args.repeat,
     };
-    let mut writer = RunWriter::create(&args.out, context)
+    let holder = format!(
+        "pid {}, started {}, {}",
+        std::process::id(),
+        context.date,
+        one_line(&suite.command)
+    );
+    if let Some(path) = &args.save_baseline {
+        refuse_run_files(path, &args.out)?;
+    }
+    let lock = lock_dir(&args.out, &holder)?;
+    let mut writer = RunWriter::create(&args.out, lock, context)
         .map_err(|e| format!("cannot write to {}: {e}", args.out.display()))?;
     let reports = tempfile::Builder::new()
         .prefix("mem_profile-")
         .tempdir()
         .map_err(|e| format!("cannot create a directory for reports: {e}"))?;
     interrupt::install().map_err(|e| format!("cannot install the signal handler: {e}"))?;
+    runner::adopt_orphans().map_err(|e| format!("cannot become a subreaper: {e}"))?;
 
     let options = MeasureOptions {
         timeout: args.timeout,
@@ -130,6 +161,13 @@ fn run(args: RunArgs) -> Result<u8, String> {
         for repeat in 0..args.repeat {
             if interrupt::requested() {
                 interrupted = true;
+                if !records.is_empty() {
+                    writer
+                        .record(interrupted_result(&query.id, &records, args.repeat))
+                        .map_err(|e| {
+                            format!("cannot write {}: {e}", writer.run_path().display())
+                        })?;
+                }
                 break 'queries;
             }
             let label = if args.repeat > 1 {
@@ -142,12 +180,8 @@ fn run(args: RunArgs) -> Result<u8, String> {
             let spec = child_spec(&suite, query, &report_path, &args);
             let measurement = runner::measure(&launcher, &spec, &options)
                 .map_err(|e| format!("{}: {e}", query.id))?;
-            if measurement.interrupted {
-                interrupted = true;
-                break 'queries;
-            }
-            let report = ReportState::load(&report_path);
-            let _ = std::fs::remove_file(&report_path);
+            let report = ReportState::load(&report_path, args.max_report_size);
+            remove_report(&report_path);
             let verdict = classify(&measurement, &report);
             let report = report.report().cloned();
             let record = RepeatRecord {
@@ -156,7 +190,7 @@ fn run(args: RunArgs) -> Result<u8, String> {
                     exit_code: verdict.exit_code,
                     signal: verdict.signal,
                     figures: Figures::new(
-                        measurement.wall.as_millis() as u64,
+                        u64::try_from(measurement.wall.as_millis()).unwrap_or(u64::MAX),
                         measurement.peak_rss_bytes,
                         report.as_ref(),
                     ),
@@ -170,6 +204,20 @@ fn run(args: RunArgs) -> Result<u8, String> {
                 timeline: measurement.timeline,
                 report,
             };
+            if measurement.interrupted {
+                interrupted = true;
+                // A query with no finished repeat is no row; one with some
+                // keeps them, marked `interrupted`.
+                if !records.is_empty() {
+                    records.push(record);
+                    writer
+                        .record(interrupted_result(&query.id, &records, args.repeat))
+                        .map_err(|e| {
+                            format!("cannot write {}: {e}", writer.run_path().display())
+                        })?;
+                }
+                break 'queries;
+            }
             progress.finish_one(&progress_line(&label, &record));
             records.push(record);
             writer
@@ -179,21 +227,31 @@ fn run(args: RunArgs) -> Result<u8, String> {
     }
     progress.finish();
 
-    emit(&exporter(Format::Table).run(writer.run()));
     let run_path = writer.run_path();
     if interrupted {
-        eprintln!(
+        writer
+            .mark_interrupted()
+            .map_err(|e| format!("cannot write {}: {e}", run_path.display()))?;
+    }
+    emit(&exporter(Format::Table).run(writer.run()));
+    if interrupted {
+        note(&format!(
             "mem_profile: interrupted; {} finished queries are in {}",
-            writer.run().queries.len(),
+            writer
+                .run()
+                .queries
+                .iter()
+                .filter(|q| q.status != Status::Interrupted)
+                .count(),
             run_path.display()
-        );
+        ));
         return Ok(EXIT_INTERRUPTED);
     }
-    eprintln!(
+    note(&format!(
         "mem_profile: wrote {} and {}",
         run_path.display(),
         args.out.join(SUMMARY_FILE).display()
-    );
+    ));
     if let Some(path) = &args.save_baseline {
         write_baseline(writer.run(), path)?;
     }
@@ -208,6 +266,58 @@ fn run(args: RunArgs) -> Result<u8, String> {
     } else {
         EXIT_OK
     })
+}
+
+/// The result of a query whose repeats were cut short by an interrupt:
+/// `interrupted`, unless a finished repeat already failed (that finding
+/// stays), with every repeat that ran listed.
+fn interrupted_result(id: &str, records: &[RepeatRecord], repeats: u32) -> QueryResult {
+    let mut result = QueryResult::from_repeats(id, records);
+    if matches!(result.status, Status::Ok | Status::Interrupted) {
+        let finished = records
+            .iter()
+            .filter(|r| r.repeat.status != Status::Interrupted)
+            .count();
+        result.status = Status::Interrupted;
+        result.error = Some(format!(
+            "the run was interrupted after {finished} of {repeats} repeats"
+        ));
+    }
+    result
+}
+
+/// Removes a report file, whatever the child made of it (a FIFO, a link,
+/// a directory); a link is removed, never followed.
+fn remove_report(path: &Path) {
+    if std::fs::remove_file(path).is_err() {
+        let _ = std::fs::remove_dir_all(path);
+    }
+}
+
+/// Refuses a `--save-baseline` that would overwrite the run's own files.
+fn refuse_run_files(baseline: &Path, out: &Path) -> Result<(), String> {
+    let parent = match baseline.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // Resolved where they exist, else made absolute as written.
+    let resolve = |path: &Path| path.canonicalize().or_else(|_| std::path::absolute(path));
+    let (Ok(parent), Ok(out)) = (resolve(parent), resolve(out)) else {
+        return Ok(());
+    };
+    let name = baseline.file_name().unwrap_or_default();
+    if parent == out
+        && [RUN_FILE, SUMMARY_FILE, LOCK_FILE]
+            .iter()
+            .any(|f| name == *f)
+    {
+        return Err(format!(
+            "--save-baseline {} would overwrite this run's own {}; choose another file",
+            baseline.display(),
+            name.to_string_lossy()
+        ));
+    }
+    Ok(())
 }
 
 /// The directory of the running executable (where the built-in suite lives).
@@ -266,11 +376,11 @@ fn progress_line(label: &str, record: &RepeatRecord) -> String {
 fn write_baseline(run: &Run, path: &Path) -> Result<(), String> {
     write_atomic(path, &run.to_baseline_json())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    eprintln!(
+    note(&format!(
         "mem_profile: wrote baseline {} ({} queries)",
         path.display(),
         run.queries.len()
-    );
+    ));
     Ok(())
 }
 
@@ -304,6 +414,29 @@ fn bless(args: BlessArgs) -> Result<u8, String> {
     let run = Run::read(&args.run)?;
     if run.queries.is_empty() {
         return Err(format!("{}: the run has no query", args.run.display()));
+    }
+    let run_file = if args.run.is_dir() {
+        args.run.join(RUN_FILE)
+    } else {
+        args.run.clone()
+    };
+    if same_file(&run_file, &args.output) {
+        return Err(format!(
+            "refusing to write the baseline over its own input {}; choose another -o",
+            run_file.display()
+        ));
+    }
+    let interrupted = run
+        .queries
+        .iter()
+        .filter(|q| q.status == Status::Interrupted)
+        .count();
+    if (run.interrupted || interrupted > 0) && !args.allow_interrupted {
+        return Err(format!(
+            "{}: the run was interrupted ({interrupted} queries interrupted); bless a complete \
+             run, or pass --allow-interrupted",
+            run_file.display()
+        ));
     }
     write_baseline(&run, &args.output)?;
     Ok(EXIT_OK)

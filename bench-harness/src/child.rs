@@ -16,6 +16,14 @@
 //! | `abort-oom` | fails an allocation the way Rust does: message, then abort |
 //! | `signal=NAME` | kills itself with `segv`, `term`, `abrt`, `kill` or a number |
 //! | `exit=CODE` | exits with CODE |
+//! | `ready` | writes `ready` and a newline to stdout (see `spawn`) |
+//! | `spawn=STEPS` | starts `mem_profile __child` with STEPS (separated by `+`) in a new session (`setsid`), waits until it writes `ready` (or ends), and leaves it running |
+//! | `signal-launcher=NAME` | sends a signal to its parent (the launcher): `kill`, `usr1`, a number |
+//! | `escape-group` | moves into the process group of the launcher's parent (the harness) |
+//! | `hang-from=N:FILE` | counts its runs in FILE; from the Nth run on, sleeps for an hour |
+//! | `report-fifo` | makes `$MEMLEDGER_REPORT` a FIFO |
+//! | `report-link=PATH` | makes `$MEMLEDGER_REPORT` a symlink to PATH |
+//! | `report-pad=SIZE` | writes SIZE bytes of blanks to `$MEMLEDGER_REPORT` |
 //!
 //! The report's figures follow from the steps: heap peak = bytes touched,
 //! reserved peak = half of it (so untracked at the heap peak and the
@@ -52,6 +60,22 @@ pub enum Step {
     Signal(i32),
     /// `exit=CODE`.
     Exit(i32),
+    /// `ready`.
+    Ready,
+    /// `spawn=STEPS`: the grandchild's steps.
+    Spawn(Vec<String>),
+    /// `escape-group`.
+    EscapeGroup,
+    /// `signal-launcher=NAME`: the signal number.
+    SignalLauncher(i32),
+    /// `hang-from=N:FILE`.
+    HangFrom(u64, String),
+    /// `report-fifo`.
+    ReportFifo,
+    /// `report-link=PATH`.
+    ReportLink(String),
+    /// `report-pad=SIZE`.
+    ReportPad(u64),
 }
 
 impl FromStr for Step {
@@ -77,6 +101,26 @@ impl FromStr for Step {
                     .parse()
                     .map_err(|_| format!("`{text}`: exit code must be a number"))?,
             ),
+            "ready" => Step::Ready,
+            "spawn" => {
+                let steps: Vec<String> = need()?.split('+').map(str::to_string).collect();
+                parse_steps(&steps)?;
+                Step::Spawn(steps)
+            }
+            "escape-group" => Step::EscapeGroup,
+            "signal-launcher" => Step::SignalLauncher(parse_signal(need()?)?),
+            "hang-from" => {
+                let (n, file) = need()?
+                    .split_once(':')
+                    .ok_or_else(|| format!("`{text}` is not hang-from=N:FILE"))?;
+                let n = n
+                    .parse()
+                    .map_err(|_| format!("`{text}`: N must be a number"))?;
+                Step::HangFrom(n, file.to_string())
+            }
+            "report-fifo" => Step::ReportFifo,
+            "report-link" => Step::ReportLink(need()?.to_string()),
+            "report-pad" => Step::ReportPad(parse_size(need()?)?),
             _ => return Err(format!("unknown step `{text}`")),
         })
     }
@@ -89,6 +133,7 @@ fn parse_signal(name: &str) -> Result<i32, String> {
         "abrt" => libc::SIGABRT,
         "kill" => libc::SIGKILL,
         "int" => libc::SIGINT,
+        "usr1" => libc::SIGUSR1,
         number => number
             .parse()
             .map_err(|_| format!("unknown signal `{name}`"))?,
@@ -151,9 +196,135 @@ pub fn run(steps: &[Step]) -> i32 {
                 }
             }
             Step::Exit(code) => return *code,
+            Step::Ready => {
+                use std::io::Write;
+                let mut stdout = std::io::stdout().lock();
+                let _ = writeln!(stdout, "ready").and_then(|_| stdout.flush());
+            }
+            Step::Spawn(steps) => {
+                if let Err(e) = spawn_detached(steps) {
+                    eprintln!("mem_profile __child: cannot spawn: {e}");
+                    return 2;
+                }
+            }
+            Step::EscapeGroup => {
+                let Some(harness) = parent_of(std::os::unix::process::parent_id()) else {
+                    eprintln!("mem_profile __child: cannot find the launcher's parent");
+                    return 2;
+                };
+                // SAFETY: getpgid and setpgid only read and change process
+                // group ids; they touch no memory.
+                let rc = unsafe { libc::setpgid(0, libc::getpgid(harness as libc::pid_t)) };
+                if rc != 0 {
+                    eprintln!(
+                        "mem_profile __child: cannot join the harness's group: {}",
+                        std::io::Error::last_os_error()
+                    );
+                    return 2;
+                }
+            }
+            Step::SignalLauncher(signal) => {
+                // SAFETY: kill and getppid have no memory effects.
+                unsafe { libc::kill(libc::getppid(), *signal) };
+            }
+            Step::HangFrom(n, file) => {
+                let count: u64 = std::fs::read_to_string(file)
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok())
+                    .unwrap_or(0)
+                    + 1;
+                if std::fs::write(file, count.to_string()).is_err() {
+                    return 2;
+                }
+                if count >= *n {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+            Step::ReportFifo => {
+                let Some(path) = report_path() else { return 2 };
+                let Ok(path) = std::ffi::CString::new(path.into_encoded_bytes()) else {
+                    return 2;
+                };
+                // SAFETY: mkfifo on a NUL-terminated path.
+                if unsafe { libc::mkfifo(path.as_ptr(), 0o600) } != 0 {
+                    return 2;
+                }
+            }
+            Step::ReportLink(target) => {
+                let Some(path) = report_path() else { return 2 };
+                if std::os::unix::fs::symlink(target, path).is_err() {
+                    return 2;
+                }
+            }
+            Step::ReportPad(size) => {
+                let Some(path) = report_path() else { return 2 };
+                let Ok(file) = std::fs::File::create(path) else {
+                    return 2;
+                };
+                let mut writer = std::io::BufWriter::new(file);
+                let chunk = [b' '; 8192];
+                let mut left = *size;
+                while left > 0 {
+                    let n = left.min(chunk.len() as u64) as usize;
+                    if std::io::Write::write_all(&mut writer, &chunk[..n]).is_err() {
+                        return 2;
+                    }
+                    left -= n as u64;
+                }
+                if std::io::Write::flush(&mut writer).is_err() {
+                    return 2;
+                }
+            }
         }
     }
     0
+}
+
+/// `$MEMLEDGER_REPORT`, or a message and `None`.
+fn report_path() -> Option<std::ffi::OsString> {
+    let path = std::env::var_os("MEMLEDGER_REPORT");
+    if path.is_none() {
+        eprintln!("mem_profile __child: MEMLEDGER_REPORT is not set");
+    }
+    path
+}
+
+/// The parent pid of `pid`, from `/proc/<pid>/stat`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.get(stat.rfind(')')? + 1..)?;
+    after_name.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// Starts `mem_profile __child STEPS` in a session of its own and waits
+/// for its `ready` line (or its end); it is left running.
+fn spawn_detached(steps: &[String]) -> std::io::Result<()> {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command
+        .arg("__child")
+        .args(steps)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped());
+    // SAFETY: setsid is async-signal-safe and touches no memory.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
+    if let Some(stdout) = child.stdout.take() {
+        for line in std::io::BufReader::new(stdout).lines() {
+            if line?.trim() == "ready" {
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A report whose figures follow from the steps (see the module docs).
@@ -232,6 +403,19 @@ mod tests {
                 .contains("unknown step")
         );
         assert!("signal=boom".parse::<Step>().is_err());
+        assert_eq!(
+            "spawn=touch=1M+ready+sleep=1s".parse(),
+            Ok(Step::Spawn(vec![
+                "touch=1M".to_string(),
+                "ready".to_string(),
+                "sleep=1s".to_string()
+            ]))
+        );
+        assert!("spawn=dance".parse::<Step>().is_err());
+        assert_eq!(
+            "hang-from=3:/x/y".parse(),
+            Ok(Step::HangFrom(3, "/x/y".to_string()))
+        );
         let steps = parse_steps(&["touch=1K report".to_string(), "exit=4".to_string()]);
         assert_eq!(
             steps,

@@ -5,12 +5,14 @@
 //!
 //! | what happened | status |
 //! |---|---|
+//! | the harness was interrupted (Ctrl-C, `SIGTERM`) while it ran | `interrupted` |
 //! | the harness killed it after `--timeout` | `timeout` |
 //! | `SIGKILL` the harness did not send | `oom` (see below) |
 //! | `SIGABRT`, or exit code 134 (a shell's report of it), after Rust's `memory allocation of N bytes failed` | `oom` |
 //! | any other signal | `signal` |
 //! | exit code not 0, or the program could not be executed | `failed` |
 //! | exit 0 but a report that cannot be read, or one whose `error` is set | `failed` |
+//! | exit 0 but it left processes running, which were killed | `failed` |
 //! | exit 0 | `ok` |
 //!
 //! A `SIGKILL` the harness did not send is counted as `oom`: the kernel's OOM
@@ -23,6 +25,7 @@
 
 use memledger_profiler::report::Report;
 
+use crate::files::{ReadError, read_limited};
 use crate::run::Status;
 use crate::runner::{Ending, Measurement, signal_name};
 
@@ -46,11 +49,21 @@ impl ReportState {
         }
     }
 
-    /// Reads the report the child was asked to write at `path`.
-    pub fn load(path: &std::path::Path) -> ReportState {
-        match std::fs::read_to_string(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ReportState::Absent,
-            Err(e) => ReportState::Broken(format!("cannot read the report: {e}")),
+    /// Reads the report the child was asked to write at `path`: a regular
+    /// file only (never a link, FIFO or device), without blocking, and at
+    /// most `cap` bytes; anything else is [`ReportState::Broken`] with the
+    /// reason.
+    pub fn load(path: &std::path::Path, cap: u64) -> ReportState {
+        match read_limited(path, cap, false) {
+            Err(ReadError::NotFound) => ReportState::Absent,
+            Err(ReadError::NotRegular(what)) => ReportState::Broken(format!(
+                "the report is {what}, not a regular file; it was not read"
+            )),
+            Err(ReadError::TooLarge { size, cap }) => ReportState::Broken(format!(
+                "the report holds {size} bytes or more, over the cap of {cap} bytes \
+                 (--max-report-size); it was not read"
+            )),
+            Err(ReadError::Io(e)) => ReportState::Broken(format!("cannot read the report: {e}")),
             Ok(text) => match Report::from_json(&text) {
                 Ok(report) => ReportState::Read(Box::new(report)),
                 Err(e) => ReportState::Broken(e.to_string()),
@@ -89,6 +102,12 @@ pub fn classify(measurement: &Measurement, report: &ReportState) -> Verdict {
     };
     let alloc_failure = measurement.alloc_failure.clone();
 
+    if measurement.interrupted {
+        return verdict(
+            Status::Interrupted,
+            "interrupted (Ctrl-C or SIGTERM) while it ran".to_string(),
+        );
+    }
     if measurement.timed_out {
         return verdict(
             Status::Timeout,
@@ -111,6 +130,10 @@ pub fn classify(measurement: &Measurement, report: &ReportState) -> Verdict {
         Ending::Exited(0) => match report {
             ReportState::Broken(why) => verdict(Status::Failed, why.clone()),
             _ if report_error.is_some() => verdict(Status::Failed, String::new()),
+            _ if measurement.leftover_count > 0 => verdict(
+                Status::Failed,
+                leftover_text(measurement.leftover_count, &measurement.leftovers),
+            ),
             _ => Verdict {
                 status: Status::Ok,
                 exit_code,
@@ -118,10 +141,37 @@ pub fn classify(measurement: &Measurement, report: &ReportState) -> Verdict {
                 error: None,
             },
         },
+        Ending::Exited(code) if measurement.leftover_count > 0 => verdict(
+            Status::Failed,
+            format!(
+                "exited with code {code}, {}",
+                leftover_text(measurement.leftover_count, &measurement.leftovers)
+                    .trim_start_matches("exited ")
+            ),
+        ),
         Ending::Exited(code) => verdict(Status::Failed, format!("exited with code {code}")),
         Ending::ExecFailed(why) => verdict(Status::Failed, format!("cannot execute: {why}")),
         Ending::Lost(why) => verdict(Status::Failed, why.clone()),
     }
+}
+
+/// `exited leaving 2 processes running (1234 sleep, 1240 sh); ...`.
+fn leftover_text(count: u64, leftovers: &[(i32, String)]) -> String {
+    const SHOWN: usize = 4;
+    let mut listed: Vec<String> = leftovers
+        .iter()
+        .take(SHOWN)
+        .map(|(pid, name)| format!("{pid} {name}"))
+        .collect();
+    if count > listed.len() as u64 {
+        listed.push("...".to_string());
+    }
+    let processes = if count == 1 { "process" } else { "processes" };
+    format!(
+        "exited leaving {count} {processes} running ({}); mem_profile killed them: \
+         a query must wait for the processes it starts",
+        listed.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -139,6 +189,8 @@ mod tests {
             timeline: Vec::new(),
             stderr_tail: String::new(),
             alloc_failure: None,
+            leftovers: Vec::new(),
+            leftover_count: 0,
         }
     }
 
@@ -222,6 +274,35 @@ mod tests {
     }
 
     #[test]
+    fn interruptions_and_leftover_processes() {
+        let mut interrupted = ended(Ending::Signaled(libc::SIGKILL));
+        interrupted.interrupted = true;
+        let verdict = classify(&interrupted, &ReportState::Absent);
+        assert_eq!(verdict.status, Status::Interrupted);
+
+        let mut left = ended(Ending::Exited(0));
+        left.leftovers = vec![(4242, "sleep".to_string())];
+        left.leftover_count = 1;
+        let verdict = classify(&left, &ReportState::Absent);
+        assert_eq!(verdict.status, Status::Failed);
+        assert!(
+            verdict
+                .error
+                .unwrap()
+                .starts_with("exited leaving 1 process running (4242 sleep)")
+        );
+        left.ending = Ending::Exited(3);
+        let verdict = classify(&left, &ReportState::Absent);
+        assert_eq!(verdict.status, Status::Failed);
+        assert!(
+            verdict
+                .error
+                .unwrap()
+                .starts_with("exited with code 3, leaving 1 process running (4242 sleep)")
+        );
+    }
+
+    #[test]
     fn launch_problems_are_failures() {
         let exec = classify(
             &ended(Ending::ExecFailed("Permission denied".into())),
@@ -237,13 +318,19 @@ mod tests {
     fn reports_load_from_disk() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("report.json");
-        assert_eq!(ReportState::load(&path), ReportState::Absent);
+        let load = |p: &std::path::Path| ReportState::load(p, 1 << 20);
+        assert_eq!(load(&path), ReportState::Absent);
         std::fs::write(&path, "{\"schema\": \"memledger.report/1\", \"heap\":").unwrap();
-        assert!(matches!(ReportState::load(&path), ReportState::Broken(_)));
+        assert!(matches!(load(&path), ReportState::Broken(_)));
         std::fs::write(&path, Report::new().to_json()).unwrap();
-        assert!(ReportState::load(&path).report().is_some());
+        assert!(load(&path).report().is_some());
+        let small_cap = ReportState::load(&path, 10);
+        match small_cap {
+            ReportState::Broken(why) => assert!(why.contains("over the cap of 10 bytes"), "{why}"),
+            other => panic!("{other:?}"),
+        }
         std::fs::write(&path, r#"{"schema": "memledger.report/9"}"#).unwrap();
-        match ReportState::load(&path) {
+        match load(&path) {
             ReportState::Broken(why) => assert!(why.contains("memledger.report/9"), "{why}"),
             other => panic!("{other:?}"),
         }

@@ -12,7 +12,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::compare::Metric;
 use crate::export::Format;
-use crate::units::{parse_duration, parse_percent, parse_size};
+use crate::units::{parse_percent, parse_scale, parse_size, parse_timeout};
+
+/// The default of `--max-report-size`.
+pub const DEFAULT_MAX_REPORT_SIZE: &str = "16MiB";
 
 /// Runs each benchmark query as a subprocess, reports its peak RSS against
 /// the memory its pool reserved, and compares runs in CI.
@@ -65,8 +68,8 @@ pub struct RunArgs {
 
     /// Data scale passed to the suite binary as `--scale F` (builtin: 1.0 is a
     /// few hundred MB per query; tpch: the TPC-H scale factor, default 0.1).
-    #[arg(long, value_name = "F", conflicts_with = "cmd")]
-    pub scale: Option<f64>,
+    #[arg(long, value_name = "F", conflicts_with = "cmd", allow_hyphen_values = true, value_parser = parse_scale)]
+    pub scale: Option<String>,
 
     /// An external benchmark command; `{query}` is replaced by each query.
     /// Split into words like a shell would (quotes, backslashes), never run
@@ -87,18 +90,25 @@ pub struct RunArgs {
     pub repeat: u32,
 
     /// Pool limit passed as MEMLEDGER_MEMORY_LIMIT, e.g. 512M, 1.5GiB (powers of 1024).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true, value_parser = parse_size)]
     pub memory_limit: Option<u64>,
 
-    /// Kill a query that runs longer, e.g. 30s, 500ms, 2m.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Kill a query (and every process it started) that runs longer, e.g.
+    /// 30s, 500ms, 2m.
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true, value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
+
+    /// The largest report a query may write; a larger one is not read and
+    /// the query is `failed`.
+    #[arg(long, value_name = "SIZE", default_value = DEFAULT_MAX_REPORT_SIZE, allow_hyphen_values = true, value_parser = parse_size)]
+    pub max_report_size: u64,
 
     /// RSS sampling interval in ms (also passed as MEMLEDGER_SAMPLE_MS).
     #[arg(long, value_name = "MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub sample_ms: u64,
 
-    /// Directory for run.json and summary.md, rewritten after every repeat.
+    /// Directory for run.json and summary.md, rewritten after every repeat;
+    /// locked while the run writes there.
     #[arg(long, value_name = "DIR", default_value = "mem_profile_out")]
     pub out: PathBuf,
 
@@ -149,11 +159,11 @@ pub struct CompareArgs {
     pub current: PathBuf,
 
     /// Relative growth needed for a regression (every metric).
-    #[arg(long, value_name = "PERCENT", default_value = "5%", value_parser = parse_percent)]
+    #[arg(long, value_name = "PERCENT", default_value = "5%", allow_hyphen_values = true, value_parser = parse_percent)]
     pub threshold: f64,
 
     /// Absolute growth needed for a regression (byte metrics; allocations: 1000).
-    #[arg(long, value_name = "SIZE", default_value = "1MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "1MiB", allow_hyphen_values = true, value_parser = parse_size)]
     pub floor: u64,
 
     /// Per-metric threshold, e.g. peak_rss=10% (peak_rss, heap_peak,
@@ -184,6 +194,9 @@ pub struct BlessArgs {
         default_value = "memledger-baseline.json"
     )]
     pub output: PathBuf,
+    /// Bless a run that was interrupted (its interrupted queries keep that status).
+    #[arg(long)]
+    pub allow_interrupted: bool,
 }
 
 /// `mem_profile show`.
@@ -253,6 +266,7 @@ mod tests {
         assert_eq!(run.query, ["2"]);
         assert_eq!(run.repeat, 1);
         assert_eq!(run.sample_ms, 20);
+        assert_eq!(run.max_report_size, 16 * 1024 * 1024);
     }
 
     #[test]
@@ -260,6 +274,11 @@ mod tests {
         for args in [
             &["mem_profile", "run", "--memory-limit", "5X"][..],
             &["mem_profile", "run", "--repeat", "0"],
+            &["mem_profile", "run", "--memory-limit", "-5M"],
+            &["mem_profile", "run", "--timeout", "0"],
+            &["mem_profile", "run", "--scale", "-1"],
+            &["mem_profile", "run", "--scale", "NaN"],
+            &["mem_profile", "compare", "a", "b", "--threshold=-5%"],
             &["mem_profile", "run", "--queries", "1..3"],
             &["mem_profile", "run", "--suite", "builtin", "--cmd", "x"],
             &[

@@ -4,9 +4,10 @@
 //! ```text
 //!  cli ──▶ app ──▶ suite      which queries, how to launch each
 //!                 ├▶ runner     one child: wall time, peak RSS, timeline, stderr
-//!                 │    └▶ launcher (mem_profile __launch) ─▶ query
+//!                 │    └▶ launcher (mem_profile __launch) ─▶ query and all it starts
 //!                 ├▶ classify   status from how it ended and its report
 //!                 ├▶ output     run.json + summary.md, rewritten after every repeat
+//!                 │    └▶ files   unique temp files, capped reads, the out-dir lock
 //!                 ├▶ compare    verdicts between two runs
 //!                 └▶ export     table, Markdown, JSON
 //! ```
@@ -34,6 +35,7 @@ pub mod cli;
 pub mod compare;
 pub mod context;
 pub mod export;
+pub mod files;
 pub mod output;
 pub mod progress;
 pub mod run;

@@ -1,14 +1,18 @@
 //! The output directory of a run: `run.json` and `summary.md`.
 //!
-//! Both are rewritten after every repeat, atomically (a temporary file in
-//! the same directory, then a rename), so an interrupted or crashed harness
-//! leaves every finished measurement on disk and never a half-written file.
+//! Both are rewritten after every repeat, atomically (see
+//! [`write_atomic`]), so an interrupted or crashed harness leaves every
+//! finished measurement on disk and never a half-written file. The
+//! directory is locked ([`DirLock`]) for as long as the run writes there: a
+//! second run on the same directory is refused before it measures anything.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::export::{Export, markdown::Markdown};
+pub use crate::files::write_atomic;
+use crate::files::{DirLock, check_replaceable, describe_type};
 use crate::run::{Context, QueryResult, RUN_FILE, Run};
 
 /// The Markdown summary next to `run.json`.
@@ -18,19 +22,50 @@ pub const SUMMARY_FILE: &str = "summary.md";
 pub struct RunWriter {
     dir: PathBuf,
     run: Run,
+    _lock: DirLock,
+}
+
+/// Creates `dir` if needed and locks it for one run; the error is one line.
+///
+/// `holder` describes the run (pid, date, command) for whoever finds the
+/// directory locked.
+pub fn lock_dir(dir: &Path, holder: &str) -> Result<DirLock, String> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(meta) if meta.file_type().is_symlink() && dir.is_dir() => {}
+        Ok(meta) => {
+            return Err(format!(
+                "--out {} is {}, not a directory",
+                dir.display(),
+                describe_type(meta.file_type())
+            ));
+        }
+        Err(_) => fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create the directory {}: {e}", dir.display()))?,
+    }
+    DirLock::acquire(dir, holder)
 }
 
 impl RunWriter {
-    /// Creates `dir` if needed and writes an empty run there (replacing a
-    /// previous run in the same directory).
-    pub fn create(dir: &Path, context: Context) -> io::Result<RunWriter> {
-        fs::create_dir_all(dir)?;
+    /// Writes an empty run into the locked `dir` (replacing a previous run
+    /// in the same directory).
+    pub fn create(dir: &Path, lock: DirLock, context: Context) -> io::Result<RunWriter> {
+        // Both targets are checked before either is written.
+        check_replaceable(&dir.join(RUN_FILE))?;
+        check_replaceable(&dir.join(SUMMARY_FILE))?;
         let writer = RunWriter {
             dir: dir.to_path_buf(),
             run: Run::new(context),
+            _lock: lock,
         };
         writer.write()?;
         Ok(writer)
+    }
+
+    /// Marks the run as interrupted and rewrites both files.
+    pub fn mark_interrupted(&mut self) -> io::Result<()> {
+        self.run.interrupted = true;
+        self.write()
     }
 
     /// Adds a query, or replaces the one with the same id (a query grows one
@@ -59,22 +94,6 @@ impl RunWriter {
     }
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename, so a
-/// reader sees the old file or the new one, never a part.
-pub fn write_atomic(path: &Path, contents: &str) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
-    let mut temporary_name = std::ffi::OsString::from(".");
-    temporary_name.push(name);
-    temporary_name.push(".tmp");
-    let temporary = path.with_file_name(temporary_name);
-    let mut file = fs::File::create(&temporary)?;
-    file.write_all(contents.as_bytes())?;
-    file.sync_all()?;
-    fs::rename(&temporary, path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,7 +104,8 @@ mod tests {
     fn every_record_is_on_disk_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
-        let mut writer = RunWriter::create(&out, Context::default()).unwrap();
+        let lock = lock_dir(&out, "pid 1").unwrap();
+        let mut writer = RunWriter::create(&out, lock, Context::default()).unwrap();
         assert_eq!(Run::read(&out).unwrap().queries.len(), 0);
         writer.record(query("q1", Status::Ok, 1 << 20)).unwrap();
         writer.record(query("q2", Status::Failed, 1 << 20)).unwrap();

@@ -1,5 +1,6 @@
 //! Progress while a suite runs: a bar when stderr is a terminal, one plain
-//! line per finished repeat otherwise (CI logs).
+//! line per finished repeat otherwise (CI logs). Writing progress never
+//! fails a run: a closed stderr only loses the progress.
 
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -48,7 +49,7 @@ impl Progress {
                 bar.println(line);
                 bar.inc(1);
             }
-            None => eprintln!("[{}/{}] {line}", self.done, self.total),
+            None => crate::app::note(&format!("[{}/{}] {line}", self.done, self.total)),
         }
     }
 

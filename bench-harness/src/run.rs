@@ -1,4 +1,4 @@
-//! The harness's results: `memledger.run/1`.
+//! The harness's results: `memledger.run/1.1`.
 //!
 //! One [`Run`] holds the [`Context`] (what ran, where, when, under which
 //! limits) and one [`QueryResult`] per query. Byte figures are integers in
@@ -18,6 +18,8 @@
 //!
 //! Compatibility: a reader accepts the major version it knows and ignores
 //! unknown fields; an unknown major is refused with a message that names it.
+//! Minor versions: `1.1` added the `interrupted` status and the run's
+//! `interrupted` flag.
 
 use std::path::Path;
 
@@ -25,11 +27,14 @@ use memledger_profiler::report::{Report, schema_major};
 use serde::{Deserialize, Serialize};
 
 /// The schema tag of every run this crate writes.
-pub const RUN_SCHEMA: &str = "memledger.run/1";
+pub const RUN_SCHEMA: &str = "memledger.run/1.1";
 /// The major version of [`RUN_SCHEMA`] this crate reads and writes.
 pub const RUN_MAJOR: u32 = 1;
 /// The file a run is written to inside its output directory.
 pub const RUN_FILE: &str = "run.json";
+/// The largest run file `mem_profile` reads (1 GiB): a bound against a path
+/// that names something endless, far above any real run.
+pub const RUN_READ_CAP: u64 = 1 << 30;
 
 /// A whole run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -38,7 +43,11 @@ pub struct Run {
     pub schema: String,
     /// What ran, where, when, and under which limits.
     pub context: Context,
-    /// In the order they ran.
+    /// True when the run was interrupted (Ctrl-C or `SIGTERM`) before every
+    /// query and repeat ran; absent (false) otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+    /// In the order they ran; ids are unique.
     #[serde(default)]
     pub queries: Vec<QueryResult>,
 }
@@ -98,6 +107,9 @@ pub enum Status {
     /// Out of memory: a `SIGKILL` the harness did not send (the kernel's OOM
     /// killer or a memory cgroup), or an abort after an allocation failure.
     Oom,
+    /// The run was interrupted (Ctrl-C or `SIGTERM`) before all of this
+    /// query's repeats ran; the finished ones are kept.
+    Interrupted,
 }
 
 impl Status {
@@ -109,6 +121,7 @@ impl Status {
             Status::Signal => "signal",
             Status::Timeout => "timeout",
             Status::Oom => "oom",
+            Status::Interrupted => "interrupted",
         }
     }
 }
@@ -151,7 +164,9 @@ impl Figures {
             figures.heap_peak_bytes = Some(report.heap.peak_requested_bytes);
             figures.reserved_peak_bytes = Some(report.audit.reserved_peak_bytes);
             figures.allocations = Some(report.heap.allocations);
-            figures.untracked_at_heap_peak_bytes = Some(report.audit.peaks.heap.untracked_bytes());
+            let at_heap_peak = &report.audit.peaks.heap;
+            figures.untracked_at_heap_peak_bytes =
+                untracked(at_heap_peak.heap_live_bytes, at_heap_peak.reserved_bytes);
             figures.untracked_peak_bytes = Some(report.audit.drift_peak.untracked_bytes);
         }
         figures
@@ -190,6 +205,13 @@ impl Figures {
     pub fn median(all: &[Figures]) -> Figures {
         Figures::reduce(all, |n| n.saturating_sub(1) / 2)
     }
+}
+
+/// `heap_live - reserved`, or `None` when the difference does not fit an
+/// `i64` (a report with extreme values: the figure is not trustworthy, and
+/// a wrapped or saturated number would hide that).
+pub fn untracked(heap_live_bytes: i64, reserved_bytes: u64) -> Option<i64> {
+    i64::try_from(i128::from(heap_live_bytes) - i128::from(reserved_bytes)).ok()
 }
 
 /// One repeat of a query, as listed in `repeats`.
@@ -313,6 +335,8 @@ pub enum RunError {
     NotARun(String),
     /// `memledger.run/<major>` with a major this reader does not know.
     UnknownMajor(String),
+    /// Two queries share an id: which row a comparison should use is unknown.
+    DuplicateId(String),
 }
 
 impl std::fmt::Display for RunError {
@@ -329,6 +353,10 @@ impl std::fmt::Display for RunError {
                 f,
                 "unsupported run schema `{found}`: this mem_profile reads memledger.run/{RUN_MAJOR}"
             ),
+            RunError::DuplicateId(id) => write!(
+                f,
+                "malformed memledger run: the query id `{id}` appears more than once"
+            ),
         }
     }
 }
@@ -341,6 +369,7 @@ impl Run {
         Run {
             schema: RUN_SCHEMA.to_string(),
             context,
+            interrupted: false,
             queries: Vec::new(),
         }
     }
@@ -363,7 +392,13 @@ impl Run {
             Some(("memledger.run", _)) => return Err(RunError::UnknownMajor(schema)),
             _ => return Err(RunError::NotARun(format!("`{schema}`"))),
         }
-        serde_json::from_str(text).map_err(|e| RunError::Malformed(e.to_string()))
+        let run: Run =
+            serde_json::from_str(text).map_err(|e| RunError::Malformed(e.to_string()))?;
+        let mut ids = std::collections::HashSet::new();
+        if let Some(duplicate) = run.queries.iter().find(|q| !ids.insert(q.id.as_str())) {
+            return Err(RunError::DuplicateId(duplicate.id.clone()));
+        }
+        Ok(run)
     }
 
     /// Reads a run from a file, or from `run.json` in a directory. The error
@@ -374,7 +409,7 @@ impl Run {
         } else {
             path.to_path_buf()
         };
-        let text = std::fs::read_to_string(&file)
+        let text = crate::files::read_limited(&file, RUN_READ_CAP, true)
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         Run::from_json(&text).map_err(|e| format!("{}: {e}", file.display()))
     }
@@ -525,7 +560,7 @@ mod tests {
 
         let baseline = run.to_baseline_json();
         assert!(
-            baseline.starts_with("{\n  \"schema\": \"memledger.run/1\""),
+            baseline.starts_with("{\n  \"schema\": \"memledger.run/1.1\""),
             "{baseline}"
         );
         assert!(!baseline.contains("timeline"), "{baseline}");
@@ -533,6 +568,35 @@ mod tests {
         let back = Run::from_json(&baseline).unwrap();
         assert_eq!(back.queries[0].figures, run.queries[0].figures);
         assert!(back.queries[0].timeline.is_empty());
+    }
+
+    #[test]
+    fn extreme_report_values_never_wrap() {
+        let mut report = Report::new();
+        report.audit.peaks.heap.heap_live_bytes = i64::MIN;
+        report.audit.peaks.heap.reserved_bytes = u64::MAX;
+        let figures = Figures::new(1, None, Some(&report));
+        assert_eq!(
+            figures.untracked_at_heap_peak_bytes, None,
+            "not representable: unmeasured, not i64::MAX"
+        );
+        report.audit.peaks.heap.heap_live_bytes = 10;
+        report.audit.peaks.heap.reserved_bytes = 4;
+        let figures = Figures::new(1, None, Some(&report));
+        assert_eq!(figures.untracked_at_heap_peak_bytes, Some(6));
+        assert_eq!(untracked(i64::MAX, 0), Some(i64::MAX));
+        assert_eq!(untracked(-1, i64::MAX as u64), Some(i64::MIN));
+        assert_eq!(untracked(-2, i64::MAX as u64), None);
+    }
+
+    #[test]
+    fn duplicate_ids_are_malformed() {
+        let text = r#"{"schema":"memledger.run/1","context":{},"queries":[
+            {"id":"q7","status":"failed"},{"id":"q7","status":"ok"}]}"#;
+        assert_eq!(
+            Run::from_json(text),
+            Err(RunError::DuplicateId("q7".to_string()))
+        );
     }
 
     #[test]

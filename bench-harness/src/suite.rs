@@ -83,7 +83,7 @@ impl Suite {
     ///
     /// Fails when the suite binary is not in `dir` (normally the directory of
     /// the running `mem_profile`).
-    pub fn builtin(dir: &Path, scale: Option<f64>) -> Result<Suite, String> {
+    pub fn builtin(dir: &Path, scale: Option<&str>) -> Result<Suite, String> {
         let program = dir.join(BUILTIN_BINARY);
         if !is_executable(&program) {
             return Err(format!(
@@ -112,7 +112,7 @@ impl Suite {
 
     /// The TPC-H suite: `memledger-tpch <1..22> [--scale F]`, the binary
     /// found next to `mem_profile` (in `dir`) or on `PATH`.
-    pub fn tpch(dir: &Path, scale: Option<f64>) -> Result<Suite, String> {
+    pub fn tpch(dir: &Path, scale: Option<&str>) -> Result<Suite, String> {
         let local = dir.join(TPCH_BINARY);
         let program = if is_executable(&local) {
             local.display().to_string()
@@ -142,10 +142,17 @@ impl Suite {
         };
         let program = resolve_program(first)?;
         let queries = match queries {
-            Some(list) => parse_query_list(list)?
-                .iter()
-                .map(|t| Query::from_token(t))
-                .collect(),
+            Some(list) => {
+                let queries = unique_queries(&parse_query_list(list)?)?;
+                if queries.len() > 1 && !template.contains(PLACEHOLDER) {
+                    return Err(format!(
+                        "--cmd has no {PLACEHOLDER}, so its {} queries would all run the same \
+                         command; put {PLACEHOLDER} where the query goes, or drop --queries",
+                        queries.len()
+                    ));
+                }
+                queries
+            }
             None if template.contains(PLACEHOLDER) => {
                 return Err(format!(
                     "--cmd contains {PLACEHOLDER}: say which queries with --queries (e.g. --queries 1..22)"
@@ -204,6 +211,23 @@ impl Suite {
     }
 }
 
+/// The queries of a list's tokens, refusing two tokens that name the same
+/// id (`q7` and `7` are both `q7`): each row of a run must be one query.
+fn unique_queries(tokens: &[String]) -> Result<Vec<Query>, String> {
+    let mut queries: Vec<Query> = Vec::with_capacity(tokens.len());
+    for token in tokens {
+        let query = Query::from_token(token);
+        if let Some(first) = queries.iter().find(|q| q.id == query.id) {
+            return Err(format!(
+                "`{}` and `{token}` are both the query `{}`; list each query once",
+                first.arg, query.id
+            ));
+        }
+        queries.push(query);
+    }
+    Ok(queries)
+}
+
 /// `q1, q2, ... (22 queries)` for error messages: a few ids, then the count.
 fn describe_ids(queries: &[Query]) -> String {
     const SHOWN: usize = 8;
@@ -254,7 +278,16 @@ fn expand_range(from: &str, to: &str, token: &str) -> Result<Vec<String>, String
     if end - start >= MAX_RANGE {
         return Err(format!("range `{token}` has more than {MAX_RANGE} queries"));
     }
-    Ok((start..=end).map(|n| format!("{prefix}{n}")).collect())
+    // `q01..q12` keeps its width: q01, q02, ..., q12.
+    let digits = from.trim().len() - prefix.len();
+    let width = if from.trim()[prefix.len()..].starts_with('0') {
+        digits
+    } else {
+        0
+    };
+    Ok((start..=end)
+        .map(|n| format!("{prefix}{n:0width$}"))
+        .collect())
 }
 
 /// `"q12"` → `("q", 12)`; `None` without a trailing number.
@@ -338,8 +371,14 @@ pub fn split_words(text: &str) -> Result<Vec<String>, String> {
 pub fn resolve_program(word: &str) -> Result<PathBuf, String> {
     if word.contains('/') {
         let path = PathBuf::from(word);
-        if !path.is_file() {
+        if path.is_dir() {
+            return Err(format!("program `{word}` is a directory, not a program"));
+        }
+        if !path.exists() {
             return Err(format!("program `{word}` does not exist"));
+        }
+        if !path.is_file() {
+            return Err(format!("program `{word}` is not a regular file"));
         }
         if !is_executable(&path) {
             return Err(format!("program `{word}` is not executable"));
@@ -378,6 +417,8 @@ mod tests {
         let q = parse_query_list("3,1..4").unwrap();
         assert_eq!(q, strings(&["3", "1", "2", "4"]), "duplicates dropped");
         assert_eq!(parse_query_list("1..22").unwrap().len(), 22);
+        let q = parse_query_list("q08..q10").unwrap();
+        assert_eq!(q, strings(&["q08", "q09", "q10"]), "width kept");
     }
 
     #[test]
@@ -452,6 +493,18 @@ mod tests {
     }
 
     #[test]
+    fn ids_are_unique() {
+        let err = Suite::from_template("sh -c true {query}", Some("q7,7")).unwrap_err();
+        assert_eq!(
+            err,
+            "`q7` and `7` are both the query `q7`; list each query once"
+        );
+        let err = Suite::from_template("sh -c true", Some("1,2")).unwrap_err();
+        assert!(err.contains("no {query}"), "{err}");
+        assert!(Suite::from_template("sh -c true", Some("only")).is_ok());
+    }
+
+    #[test]
     fn templates_need_a_list_for_the_placeholder() {
         let err = Suite::from_template("sh {query}", None).unwrap_err();
         assert!(err.contains("--queries"), "{err}");
@@ -469,6 +522,10 @@ mod tests {
             resolve_program("./no/such/file")
                 .unwrap_err()
                 .contains("does not exist")
+        );
+        assert_eq!(
+            resolve_program("/tmp").unwrap_err(),
+            "program `/tmp` is a directory, not a program"
         );
         let dir = tempfile::tempdir().unwrap();
         let plain = dir.path().join("plain");
@@ -491,7 +548,7 @@ mod tests {
         std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
         let program = binary.display().to_string();
 
-        let suite = Suite::builtin(dir.path(), Some(0.05)).unwrap();
+        let suite = Suite::builtin(dir.path(), Some("0.05")).unwrap();
         assert_eq!(suite.command, "memledger-suite {query} --scale 0.05");
         let ids: Vec<_> = suite.queries.iter().map(|q| q.id.as_str()).collect();
         assert_eq!(ids, BUILTIN_QUERIES);

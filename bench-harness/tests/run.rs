@@ -2,12 +2,12 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    MIB, assert_one_line_error, child_template, mem_profile, query, run_json, stderr, stdout,
+    MIB, assert_one_line_error, child_template, mem_profile, processes_with, query, run_json,
+    stderr, stdout, wait_for,
 };
 
 #[test]
@@ -51,7 +51,7 @@ fn every_way_a_child_can_end_is_a_row_with_its_status() {
         "the timeout worked"
     );
     let run = run_json(&dir.path().join("mem_profile_out/run.json"));
-    assert_eq!(run["schema"], "memledger.run/1");
+    assert_eq!(run["schema"], "memledger.run/1.1");
     assert_eq!(run["context"]["memory_limit_bytes"], 512 * MIB);
     assert_eq!(run["context"]["timeout_ms"], 500);
     assert_eq!(
@@ -316,45 +316,6 @@ fn bless_show_and_compare_a_real_run() {
     );
 }
 
-/// Pids of live `mem_profile __child` processes whose arguments contain `tag`.
-fn processes_with(tag: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
-        let args: Vec<&str> = cmdline.split('\0').collect();
-        if args.get(1) == Some(&"__child") && cmdline.contains(tag) && !is_zombie(pid) {
-            found.push(pid);
-        }
-    }
-    found
-}
-
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            s.rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(true)
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn an_interrupted_run_keeps_every_finished_query_and_kills_the_running_one() {
     let dir = tempfile::tempdir().unwrap();
@@ -388,5 +349,11 @@ fn an_interrupted_run_keeps_every_finished_query_and_kills_the_running_one() {
     assert_eq!(ids, ["touch=1M report"], "the finished query, and only it");
     assert_eq!(query(&run, "touch=1M report")["heap_peak_bytes"], MIB);
     wait_for("the slow query to die", || processes_with(&tag).is_empty());
-    assert!(!Path::new(&dir.path().join("mem_profile_out/.run.json.tmp")).exists());
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("mem_profile_out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(run["interrupted"], true);
 }

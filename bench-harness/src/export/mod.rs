@@ -16,8 +16,8 @@ use crate::compare::{Comparison, Metric, MetricChange, Outcome, QueryComparison,
 use crate::run::{QueryResult, Run, Status};
 use crate::runner::signal_name;
 use crate::units::{
-    format_mib, format_mib_change, format_mib_signed, format_percent, format_percent_change,
-    format_wall_ms,
+    format_mib, format_mib_change, format_mib_signed, format_mib_wide, format_percent,
+    format_percent_change, format_wall_ms,
 };
 
 /// A way to render results.
@@ -178,7 +178,7 @@ pub fn one_line(text: &str) -> String {
 fn metric_value(metric: Metric, value: Option<i128>) -> String {
     match value {
         None => NOT_MEASURED.to_string(),
-        Some(v) if metric.is_bytes() => format_mib_signed(v as i64),
+        Some(v) if metric.is_bytes() => format_mib_wide(v),
         Some(v) => v.to_string(),
     }
 }
@@ -351,5 +351,33 @@ mod tests {
         assert_eq!(row[1], "signal (SIGSEGV)");
         assert_eq!(row[4], "-");
         assert_eq!(row[7], "-", "no ratio without a reserved peak");
+    }
+
+    #[test]
+    fn extreme_values_keep_their_sign() {
+        let huge = i128::from(u64::MAX);
+        assert_eq!(
+            metric_value(Metric::PeakRss, Some(huge)),
+            "17592186044416.0 MiB"
+        );
+        assert_eq!(
+            metric_value(Metric::UntrackedPeak, Some(i128::from(i64::MIN))),
+            "-8796093022208.0 MiB"
+        );
+        let mut base = query("q1", Status::Ok, MIB);
+        base.figures.peak_rss_bytes = Some(0);
+        let mut cur = query("q1", Status::Ok, MIB);
+        cur.figures.peak_rss_bytes = Some(u64::MAX);
+        let comparison = crate::compare::compare(
+            ("b", &crate::compare::tests::run(vec![base])),
+            ("c", &crate::compare::tests::run(vec![cur])),
+            &crate::compare::Rules::default(),
+        )
+        .unwrap();
+        let rows = comparison_rows(&comparison.queries[0]);
+        let text: Vec<String> = rows.iter().flat_map(|r| r.cells.clone()).collect();
+        let text = text.join("|");
+        assert!(text.contains("+17592186044416.0 MiB"), "{text}");
+        assert!(!text.contains("-0.0"), "{text}");
     }
 }

@@ -3,9 +3,10 @@
 //!
 //! ```text
 //!  harness ──spawn──▶ mem_profile __launch ──fork+exec──▶ query (own process group)
-//!     ▲                    │ wait4: status, ru_maxrss           │
-//!     └── status pipe ◀────┘ "pid N", "exit STATUS KIB US"      │
-//!     └── /proc/N/statm every sample interval ◀─────────────────┘
+//!     │ ▲                  │ subreaper: reaps and kills       │ └▶ its descendants
+//!     │ └─ status pipe ◀───┘ "pid N", "left PID NAME",        │
+//!     │                      "exit STATUS KIB US LEFT"        │
+//!     └──── /proc/N/statm every sample interval ◀─────────────┘
 //! ```
 //!
 //! The peak comes from `wait4`'s `ru_maxrss`, taken by the [launcher]
@@ -14,10 +15,16 @@
 //! status pipe with a timeout equal to the sample interval, so it wakes for
 //! each sample, for the deadline, for Ctrl-C and at once when the query ends.
 //!
-//! On timeout (or interrupt) the harness sends `SIGKILL` to the query's
-//! process group; the launcher still reaps it and reports its peak. After a
-//! query ends, whatever is left in its group is killed too, so no stray
-//! process outlives its query.
+//! Containment is the launcher's job (see its docs): it is the query's
+//! subreaper, so every descendant is waited for, counted in the peak and
+//! killed when the query's own process ends. On timeout (or interrupt) the
+//! harness sends the launcher [`launcher::KILL_REQUEST`]; the launcher kills
+//! the whole tree, whatever process group or session its members moved to,
+//! and still reports the peak. Only if the launcher does not answer within
+//! [`KILL_GRACE`] (someone stopped or killed it) does the harness kill the
+//! launcher and the query's process group itself. A process that can name
+//! no other parent than the harness (`mem_profile run` is a subreaper too,
+//! see [`adopt_orphans`]) is killed when the launcher is lost.
 //!
 //! This module knows nothing of reports or statuses: [`crate::classify`]
 //! turns a [`Measurement`] into a status.
@@ -26,6 +33,7 @@ pub mod interrupt;
 pub mod launcher;
 pub mod procfs;
 pub mod stderr_tail;
+pub mod tree;
 
 use std::ffi::OsString;
 use std::fs::File;
@@ -33,6 +41,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use launcher::Message;
@@ -44,6 +53,56 @@ pub const LAUNCH_SUBCOMMAND: &str = "__launch";
 
 /// How long to wait for a child's stderr to reach end of file after it ended.
 const STDERR_GRACE: Duration = Duration::from_millis(500);
+
+/// How long the launcher has to end the query's tree after a kill request
+/// before the harness kills the launcher and the query's group itself.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// Set once this process is a subreaper for what its launchers leave.
+static ADOPTS_ORPHANS: AtomicBool = AtomicBool::new(false);
+
+/// Makes this process a child subreaper, so that what a query leaves
+/// behind when its launcher is killed (by the query itself) is reparented
+/// here rather than to `init`, and can be killed by [`measure`].
+///
+/// Only for a process whose every child is a launcher (the `mem_profile`
+/// binary): [`measure`] then kills and reaps every descendant it has once a
+/// launcher is lost.
+pub fn adopt_orphans() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this process.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    ADOPTS_ORPHANS.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Kills and reaps every descendant of this process (see [`adopt_orphans`]).
+fn kill_orphans() {
+    // SAFETY: getpid has no preconditions.
+    let me = unsafe { libc::getpid() };
+    loop {
+        let found = tree::descendants(me);
+        if found.is_empty() {
+            return;
+        }
+        tree::kill_descendants(me);
+        let mut reaped_any = false;
+        loop {
+            let mut status = 0;
+            // SAFETY: the out-pointer is valid for writes for the call.
+            if unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) } > 0 {
+                reaped_any = true;
+            } else {
+                break;
+            }
+        }
+        if !reaped_any {
+            // Killed processes take a moment to become zombies.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
 
 /// The `mem_profile` executable that serves `__launch`.
 #[derive(Debug, Clone)]
@@ -87,6 +146,15 @@ pub struct MeasureOptions {
     pub sample_interval: Duration,
 }
 
+impl Default for MeasureOptions {
+    fn default() -> MeasureOptions {
+        MeasureOptions {
+            timeout: None,
+            sample_interval: Duration::from_millis(20),
+        }
+    }
+}
+
 /// How the query ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
@@ -111,8 +179,10 @@ pub struct Measurement {
     pub interrupted: bool,
     /// Wall time from fork to reaping (from the launcher when it reported).
     pub wall: Duration,
-    /// Peak RSS of the query alone: `ru_maxrss`, else `VmHWM` read before a
-    /// kill, else the largest sample; `None` when nothing could be read.
+    /// Peak RSS of the query: the largest `ru_maxrss` of its process tree
+    /// (the query's own process and every descendant, taken one by one), else
+    /// `VmHWM` read before a kill, else the largest sample; `None` when
+    /// nothing was measured (no figure is ever a made-up 0).
     pub peak_rss_bytes: Option<u64>,
     /// `[t_ms, rss_bytes]` samples, `t_ms` from the query's start.
     pub timeline: Vec<(u64, u64)>,
@@ -121,6 +191,11 @@ pub struct Measurement {
     /// The line of its stderr that reported an allocation failure, if any
     /// (Rust's `memory allocation of N bytes failed`).
     pub alloc_failure: Option<String>,
+    /// Processes the query left running when its own process ended (the
+    /// launcher killed them): pid and command name, at most 16 listed.
+    pub leftovers: Vec<(i32, String)>,
+    /// How many processes it left running (all of them, listed or not).
+    pub leftover_count: u64,
 }
 
 impl Measurement {
@@ -178,38 +253,51 @@ pub fn measure(
 
     let mut watch = Watch::new(start, options);
     let outcome = watch.run(File::from(status_read), &mut child);
-    if outcome.is_err() && !watch.killed {
+    if outcome.is_err() {
         // The harness can no longer watch it: do not leave it running.
-        watch.kill(&mut child);
+        if !watch.killed {
+            watch.kill(&mut child);
+        }
+        watch.force_kill(&mut child);
     }
     let launcher_status = child.wait();
-    if let Some(pid) = watch.query_pid {
-        // Leftovers of the query (background grandchildren) go with it.
-        // SAFETY: kill has no memory effects; -pid names the query's group.
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
+    if watch.exit.is_none() {
+        // The launcher ended without reporting (killed, or never started
+        // the query): its query's group, and whatever was reparented here,
+        // is all that can still be named.
+        watch.force_kill(&mut child);
+        if ADOPTS_ORPHANS.load(Ordering::SeqCst) {
+            kill_orphans();
+        }
     }
     outcome?;
 
     let stderr = stderr.map(|s| s.finish(STDERR_GRACE)).unwrap_or_default();
     let timeline_max = watch.timeline.max_rss();
     let (ending, wall, max_rss) = match (watch.exit, watch.exec_error) {
-        (Some((wait_status, max_rss_kib, wall_us)), exec_error) => {
-            let ending = match exec_error {
-                Some(errno) => Ending::ExecFailed(io::Error::from_raw_os_error(errno).to_string()),
-                None => decode_wait_status(wait_status),
+        (Some(exit), exec_error) => {
+            let (ending, max_rss) = match exec_error {
+                // The query never ran: the figure would be the launcher's copy.
+                Some(errno) => (
+                    Ending::ExecFailed(io::Error::from_raw_os_error(errno).to_string()),
+                    None,
+                ),
+                None => (
+                    decode_wait_status(exit.wait_status),
+                    // 0 KiB means the kernel measured nothing, not an empty process.
+                    exit.max_rss_kib
+                        .checked_mul(1024)
+                        .filter(|&bytes| bytes > 0),
+                ),
             };
-            (
-                ending,
-                Duration::from_micros(wall_us),
-                Some(max_rss_kib * 1024),
-            )
+            (ending, Duration::from_micros(exit.wall_us), max_rss)
         }
         (None, _) => {
             let how = match launcher_status {
                 Ok(status) => format!("the launcher ended without a result ({status})"),
                 Err(e) => format!("the launcher ended without a result ({e})"),
             };
-            let ending = if watch.killed {
+            let ending = if watch.timed_out || watch.interrupted {
                 Ending::Signaled(libc::SIGKILL)
             } else {
                 Ending::Lost(how)
@@ -217,17 +305,38 @@ pub fn measure(
             (ending, start.elapsed(), None)
         }
     };
-    let peak_rss_bytes = max_rss.or(watch.hwm_at_kill).or(timeline_max);
+    // A query that could not be executed never ran: what was sampled is
+    // the launcher's forked copy, not the query.
+    let never_ran = matches!(ending, Ending::ExecFailed(_));
+    let peak_rss_bytes = match never_ran {
+        true => None,
+        false => max_rss.or(watch.hwm_at_kill).or(timeline_max),
+    };
+    let timeline = match never_ran {
+        true => Vec::new(),
+        false => watch.timeline.finish(),
+    };
     Ok(Measurement {
         ending,
         timed_out: watch.timed_out,
         interrupted: watch.interrupted,
         wall,
         peak_rss_bytes,
-        timeline: watch.timeline.finish(),
+        timeline,
         stderr_tail: stderr.tail,
         alloc_failure: stderr.alloc_failure,
+        leftover_count: watch.exit.map_or(0, |e| e.left),
+        leftovers: watch.leftovers,
     })
+}
+
+/// What the launcher reported when the query's tree ended.
+#[derive(Debug, Clone, Copy)]
+struct Exit {
+    wait_status: i32,
+    max_rss_kib: u64,
+    wall_us: u64,
+    left: u64,
 }
 
 /// The harness's side of one query while it runs.
@@ -241,17 +350,23 @@ struct Watch {
     killed: bool,
     timed_out: bool,
     interrupted: bool,
+    /// When the kill request was sent (the launcher has [`KILL_GRACE`]).
+    kill_sent: Option<Instant>,
+    /// The harness killed the launcher and the query's group itself.
+    forced: bool,
     hwm_at_kill: Option<u64>,
     exec_error: Option<i32>,
-    /// `(wait status, ru_maxrss KiB, wall µs)` from the launcher.
-    exit: Option<(i32, u64, u64)>,
+    leftovers: Vec<(i32, String)>,
+    /// What the launcher reported at the end.
+    exit: Option<Exit>,
     pending: Vec<u8>,
 }
 
 impl Watch {
     fn new(start: Instant, options: &MeasureOptions) -> Watch {
         Watch {
-            deadline: options.timeout.map(|t| start + t),
+            // A deadline past what `Instant` can hold is no deadline.
+            deadline: options.timeout.and_then(|t| start.checked_add(t)),
             interval: options.sample_interval.max(Duration::from_millis(1)),
             query_pid: None,
             query_start: None,
@@ -260,8 +375,11 @@ impl Watch {
             killed: false,
             timed_out: false,
             interrupted: false,
+            kill_sent: None,
+            forced: false,
             hwm_at_kill: None,
             exec_error: None,
+            leftovers: Vec::new(),
             exit: None,
             pending: Vec::new(),
         }
@@ -288,9 +406,16 @@ impl Watch {
                     self.kill(launcher);
                 }
             }
+            let grace_end = self.kill_sent.and_then(|sent| sent.checked_add(KILL_GRACE));
+            if !self.forced && grace_end.is_some_and(|end| now >= end) {
+                self.force_kill(launcher);
+            }
             let mut wake = self.next_sample;
             if let (false, Some(deadline)) = (self.killed, self.deadline) {
                 wake = wake.min(deadline);
+            }
+            if let (false, Some(end)) = (self.forced, grace_end) {
+                wake = wake.min(end);
             }
             let wait_ms = wake
                 .saturating_duration_since(Instant::now())
@@ -328,11 +453,20 @@ impl Watch {
                     self.sample(Instant::now());
                 }
                 Some(Message::ExecError(errno)) => self.exec_error = Some(errno),
+                Some(Message::Left(pid, name)) => self.leftovers.push((pid, name)),
                 Some(Message::Exit {
                     wait_status,
                     max_rss_kib,
                     wall_us,
-                }) => self.exit = Some((wait_status, max_rss_kib, wall_us)),
+                    left,
+                }) => {
+                    self.exit = Some(Exit {
+                        wait_status,
+                        max_rss_kib,
+                        wall_us,
+                        left,
+                    })
+                }
                 None => {}
             }
         }
@@ -344,25 +478,40 @@ impl Watch {
         let (Some(pid), Some(start)) = (self.query_pid, self.query_start) else {
             return;
         };
-        if let Some(rss) = procfs::resident_bytes(pid) {
-            let t_ms = now.saturating_duration_since(start).as_millis() as u64;
+        // A process between exit and reaping reads as 0 pages: no sample.
+        if let Some(rss) = procfs::resident_bytes(pid).filter(|&rss| rss > 0) {
+            let t_ms =
+                u64::try_from(now.saturating_duration_since(start).as_millis()).unwrap_or(u64::MAX);
             self.timeline.push(t_ms, rss);
         }
     }
 
-    /// Kills the query's process group (or the launcher, before the query's
-    /// pid is known), keeping the query's `VmHWM` as a fallback peak.
+    /// Asks the launcher to kill the query's whole tree, keeping the
+    /// query's `VmHWM` as a fallback peak.
     fn kill(&mut self, launcher: &mut Child) {
         self.killed = true;
-        match self.query_pid {
-            Some(pid) => {
-                self.hwm_at_kill = procfs::vm_hwm_bytes(pid);
-                // SAFETY: kill has no memory effects; -pid names the query's group.
-                unsafe { libc::kill(-pid, libc::SIGKILL) };
-            }
-            None => {
-                let _ = launcher.kill();
-            }
+        self.kill_sent = Some(Instant::now());
+        if let Some(pid) = self.query_pid {
+            self.hwm_at_kill = procfs::vm_hwm_bytes(pid).filter(|&hwm| hwm > 0);
+        }
+        let launcher_pid = launcher.id() as libc::pid_t;
+        // SAFETY: kill has no memory effects; the launcher is our child and
+        // not yet reaped. SIGCONT wakes it if the query stopped it.
+        unsafe {
+            libc::kill(launcher_pid, launcher::KILL_REQUEST);
+            libc::kill(launcher_pid, libc::SIGCONT);
+        }
+    }
+
+    /// The last resort when the launcher cannot do its job: kills the
+    /// launcher and the query's process group.
+    fn force_kill(&mut self, launcher: &mut Child) {
+        self.forced = true;
+        self.killed = true;
+        let _ = launcher.kill();
+        if let Some(pid) = self.query_pid {
+            // SAFETY: kill has no memory effects; -pid names the query's group.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
     }
 }

@@ -25,7 +25,7 @@ fn page_size() -> u64 {
 pub fn resident_bytes(pid: i32) -> Option<u64> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = statm.split_ascii_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * page_size())
+    pages.checked_mul(page_size())
 }
 
 /// `VmHWM` of `pid` in bytes (the peak resident size of its current
@@ -40,7 +40,7 @@ pub fn vm_hwm_bytes(pid: i32) -> Option<u64> {
         .trim()
         .parse()
         .ok()?;
-    Some(kib * 1024)
+    kib.checked_mul(1024)
 }
 
 /// An RSS timeline of `[t_ms, rss_bytes]` pairs with bounded length.
