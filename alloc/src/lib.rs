@@ -32,8 +32,9 @@
 //!   free it. No per-block bytes; the cheapest mode, for CI.
 //! - [`Owner`]: a free is charged back to the scope that allocated the block,
 //!   from any thread, through a tag per block kept in its size class's slack
-//!   or, for blocks of [`OWNER_SIDE_TABLE_MIN`] bytes and more without slack,
-//!   in a side table; for per-operator diagnosis. Tagging never asks the
+//!   or, for large blocks ([`OWNER_SIDE_TABLE_ALWAYS`]) and blocks of
+//!   [`OWNER_SIDE_TABLE_MIN`] bytes and more without slack, in a side table;
+//!   for per-operator diagnosis. Tagging never asks the
 //!   inner allocator for more bytes, so no block changes size class. Small
 //!   blocks without slack (8, 16, 32, 64, 128 bytes and the like) carry no
 //!   tag: their frees are charged as in counting mode. Threads are always
@@ -97,7 +98,9 @@ pub use stats::{
     HeapStats, PreciseGuard, ThreadStats, attribution, exited_threads, flush_thread, heap,
     is_installed, peak_error_bytes, precise, reset_peak, this_thread, threads,
 };
-pub use tag::{OWNER_SIDE_TABLE_MIN, OWNER_TAG_BYTES};
+pub use tag::{
+    OWNER_SIDE_TABLE_ALWAYS, OWNER_SIDE_TABLE_MIN, OWNER_TAG_BYTES, side_table_overflows,
+};
 pub use thread::FLUSH_BYTES;
 pub use tracked::Tracked;
 

@@ -4,12 +4,14 @@
 //! The place is a function of the block's requested and usable size alone,
 //! so `dealloc` and `realloc` find it again:
 //!
-//! - **trailer**: when the block's size class leaves at least
-//!   [`OWNER_TAG_BYTES`] of slack past the requested bytes, the id sits in
-//!   the last four usable bytes, which the program never sees;
-//! - **side table**: blocks of [`OWNER_SIDE_TABLE_MIN`] bytes or more with no
-//!   such slack (power-of-two buffers, Arrow's 64-byte-rounded ones) are
-//!   entered in a fixed, lock-free hash table keyed by address;
+//! - **side table**: blocks of [`OWNER_SIDE_TABLE_ALWAYS`] bytes or more, and
+//!   blocks of [`OWNER_SIDE_TABLE_MIN`] bytes or more with no slack
+//!   (power-of-two buffers, Arrow's 64-byte-rounded ones), are entered in a
+//!   fixed, lock-free hash table keyed by address: a trailer at the far end
+//!   of a large block would cost a cache miss on each allocation and free;
+//! - **trailer**: other blocks whose size class leaves at least
+//!   [`OWNER_TAG_BYTES`] of slack past the requested bytes keep the id in
+//!   their last four usable bytes, which the program never sees;
 //! - **none**: smaller blocks with no slack (8, 16, 32, 48, 64, 128 bytes…)
 //!   carry no tag, and neither does a large block when its probe window in
 //!   the table is full; their frees are charged as in counting mode, to the
@@ -17,7 +19,8 @@
 //!
 //! So tagging never moves a block into a larger size class and the measured
 //! program's memory is what it would be without memledger, apart from the
-//! table (512 KiB of address space, touched a page at a time).
+//! table (1 MiB of address space, touched a page at a time; 131 072 entries,
+//! each block looked for in 32 consecutive ones).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -28,7 +31,10 @@ pub const OWNER_TAG_BYTES: usize = 4;
 /// many bytes up; smaller ones go untagged.
 pub const OWNER_SIDE_TABLE_MIN: usize = 256;
 
-const TABLE_BITS: u32 = 16;
+/// Blocks of this many bytes or more are always tagged in the side table.
+pub const OWNER_SIDE_TABLE_ALWAYS: usize = 1024;
+
+const TABLE_BITS: u32 = 17;
 const TABLE_SLOTS: usize = 1 << TABLE_BITS;
 /// A block is looked for in this many consecutive entries from its hash.
 const PROBES: usize = 32;
@@ -50,7 +56,9 @@ enum Place {
 
 #[inline(always)]
 fn place(size: usize, usable: usize) -> Place {
-    if usable > size && usable - size >= OWNER_TAG_BYTES {
+    if size >= OWNER_SIDE_TABLE_ALWAYS {
+        Place::Side
+    } else if usable > size && usable - size >= OWNER_TAG_BYTES {
         Place::Trailer(usable - OWNER_TAG_BYTES)
     } else if size >= OWNER_SIDE_TABLE_MIN {
         Place::Side
@@ -82,6 +90,17 @@ fn side_insert(ptr: *mut u8, scope: u32) {
         }
     }
     // Window full: the block goes untagged.
+    TABLE_FULL.fetch_add(1, Relaxed);
+}
+
+/// Blocks that found their probe window in the side table full.
+static TABLE_FULL: AtomicU64 = AtomicU64::new(0);
+
+/// Owner mode: how many blocks that belonged in the side table found it
+/// full and went untagged (their frees were charged as in counting mode).
+/// 0 means every large block was charged back to its owner.
+pub fn side_table_overflows() -> u64 {
+    TABLE_FULL.load(Relaxed)
 }
 
 #[cold]

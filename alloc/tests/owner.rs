@@ -219,3 +219,28 @@ fn a_corrupt_tag_is_charged_to_overflow_never_to_a_real_scope() {
     assert_eq!(a.stats().deallocations, a_before);
     assert_eq!(b.stats().deallocations, b_before);
 }
+
+#[test]
+fn large_blocks_are_charged_back_through_the_side_table() {
+    let a = Scope::new("owner-side-A");
+    let b = Scope::new("owner-side-B");
+    // 20 000 live buffers of 4 KiB (Arrow-like: power of two, align 128).
+    let layout = Layout::from_size_align(4096, 128).unwrap();
+    let mut blocks: Vec<usize> = Vec::with_capacity(20_000);
+    a.in_scope(|| {
+        for _ in 0..20_000 {
+            // SAFETY: non-zero size.
+            blocks.push(unsafe { std::alloc::alloc(layout) } as usize);
+        }
+    });
+    assert_eq!(a.stats().live_requested, 20_000 * 4096);
+    b.in_scope(|| {
+        for &p in &blocks {
+            // SAFETY: allocated above with `layout`.
+            unsafe { std::alloc::dealloc(p as *mut u8, layout) };
+        }
+    });
+    assert_eq!(memledger_alloc::side_table_overflows(), 0);
+    assert_eq!(a.stats().live_requested, 0, "every free charged back to A");
+    assert_eq!(b.stats().deallocations, 0);
+}
