@@ -13,9 +13,9 @@
 //!
 //! Writes to a cell are atomic adds made on cold paths only.
 
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
-use crate::counts::Counts;
+use crate::counts::{AtomicCounts, PublishedLive};
 
 /// How many scopes can exist; past this, [`Scope::new`](crate::Scope::new)
 /// returns [`Scope::OVERFLOW`](crate::Scope::OVERFLOW).
@@ -40,81 +40,18 @@ pub(crate) fn set_count(count: u32) {
 
 #[repr(C, align(128))]
 pub(crate) struct ScopeCell {
-    alloc_requested: AtomicU64,
-    free_requested: AtomicU64,
-    alloc_usable: AtomicU64,
-    free_usable: AtomicU64,
-    allocations: AtomicU64,
-    deallocations: AtomicU64,
-    published_requested: AtomicI64,
-    published_usable: AtomicI64,
-    pub(crate) peak_requested: AtomicI64,
-    pub(crate) peak_usable: AtomicI64,
+    /// Counts that left the threads for good.
+    pub(crate) folded: AtomicCounts,
+    /// Live bytes as published, and the peaks raised from them.
+    pub(crate) live: PublishedLive,
 }
 
 impl ScopeCell {
     const fn new() -> Self {
         ScopeCell {
-            alloc_requested: AtomicU64::new(0),
-            free_requested: AtomicU64::new(0),
-            alloc_usable: AtomicU64::new(0),
-            free_usable: AtomicU64::new(0),
-            allocations: AtomicU64::new(0),
-            deallocations: AtomicU64::new(0),
-            published_requested: AtomicI64::new(0),
-            published_usable: AtomicI64::new(0),
-            peak_requested: AtomicI64::new(0),
-            peak_usable: AtomicI64::new(0),
+            folded: AtomicCounts::new(),
+            live: PublishedLive::new(),
         }
-    }
-
-    /// Adds counts that leave a thread for good.
-    pub(crate) fn fold(&self, c: &Counts) {
-        for (counter, value) in [
-            (&self.alloc_requested, c.alloc_requested),
-            (&self.free_requested, c.free_requested),
-            (&self.alloc_usable, c.alloc_usable),
-            (&self.free_usable, c.free_usable),
-            (&self.allocations, c.allocations),
-            (&self.deallocations, c.deallocations),
-        ] {
-            if value != 0 {
-                counter.fetch_add(value, Relaxed);
-            }
-        }
-    }
-
-    /// The folded counts.
-    pub(crate) fn folded(&self) -> Counts {
-        Counts {
-            alloc_requested: self.alloc_requested.load(Relaxed),
-            free_requested: self.free_requested.load(Relaxed),
-            alloc_usable: self.alloc_usable.load(Relaxed),
-            free_usable: self.free_usable.load(Relaxed),
-            allocations: self.allocations.load(Relaxed),
-            deallocations: self.deallocations.load(Relaxed),
-        }
-    }
-
-    /// Adds a net change of live bytes and raises the peaks with it.
-    pub(crate) fn publish(&self, requested: i64, usable: i64) {
-        if requested != 0 {
-            let live = self.published_requested.fetch_add(requested, Relaxed) + requested;
-            raise(&self.peak_requested, live);
-        }
-        if usable != 0 {
-            let live = self.published_usable.fetch_add(usable, Relaxed) + usable;
-            raise(&self.peak_usable, live);
-        }
-    }
-}
-
-/// Raises `peak` to `value` if it is higher; reads first so that the common
-/// case writes nothing.
-#[inline]
-pub(crate) fn raise(peak: &AtomicI64, value: i64) {
-    if value > peak.load(Relaxed) {
-        peak.fetch_max(value, Relaxed);
     }
 }
 

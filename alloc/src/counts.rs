@@ -1,7 +1,7 @@
 //! [`Counts`]: the six cumulative figures kept for every thread, scope and
 //! slot, and the arithmetic on them.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 /// Cumulative counters (or the difference of two readings of them).
 /// Every field only grows; live figures are differences.
@@ -55,42 +55,19 @@ impl Counts {
     }
 }
 
-/// [`Counts`] that one thread writes (load and store, no locked
-/// read-modify-write) and others read.
-pub(crate) struct OwnedCounts {
-    alloc_requested: AtomicU64,
-    free_requested: AtomicU64,
-    alloc_usable: AtomicU64,
-    free_usable: AtomicU64,
-    allocations: AtomicU64,
-    deallocations: AtomicU64,
-}
-
-impl OwnedCounts {
-    pub(crate) const fn new() -> Self {
-        OwnedCounts {
-            alloc_requested: AtomicU64::new(0),
-            free_requested: AtomicU64::new(0),
-            alloc_usable: AtomicU64::new(0),
-            free_usable: AtomicU64::new(0),
-            allocations: AtomicU64::new(0),
-            deallocations: AtomicU64::new(0),
-        }
-    }
-
-    fn fields(&self) -> [&AtomicU64; 6] {
+impl Counts {
+    fn to_array(self) -> [u64; 6] {
         [
-            &self.alloc_requested,
-            &self.free_requested,
-            &self.alloc_usable,
-            &self.free_usable,
-            &self.allocations,
-            &self.deallocations,
+            self.alloc_requested,
+            self.free_requested,
+            self.alloc_usable,
+            self.free_usable,
+            self.allocations,
+            self.deallocations,
         ]
     }
 
-    pub(crate) fn load(&self) -> Counts {
-        let [a, b, c, d, e, f] = self.fields().map(|x| x.load(Relaxed));
+    fn from_array([a, b, c, d, e, f]: [u64; 6]) -> Counts {
         Counts {
             alloc_requested: a,
             free_requested: b,
@@ -100,26 +77,90 @@ impl OwnedCounts {
             deallocations: f,
         }
     }
+}
 
-    /// Adds `c`. Only the owning thread may call it.
-    pub(crate) fn add(&self, c: &Counts) {
-        let values = [
-            c.alloc_requested,
-            c.free_requested,
-            c.alloc_usable,
-            c.free_usable,
-            c.allocations,
-            c.deallocations,
-        ];
-        for (field, value) in self.fields().into_iter().zip(values) {
+/// [`Counts`] in atomics, read by any thread.
+pub(crate) struct AtomicCounts {
+    fields: [AtomicU64; 6],
+}
+
+impl AtomicCounts {
+    pub(crate) const fn new() -> Self {
+        AtomicCounts {
+            fields: [const { AtomicU64::new(0) }; 6],
+        }
+    }
+
+    pub(crate) fn load(&self) -> Counts {
+        Counts::from_array(self.fields.each_ref().map(|f| f.load(Relaxed)))
+    }
+
+    /// Adds `c` from any thread (atomic adds, skipping zeros).
+    pub(crate) fn add_shared(&self, c: &Counts) {
+        for (field, value) in self.fields.iter().zip(c.to_array()) {
+            if value != 0 {
+                field.fetch_add(value, Relaxed);
+            }
+        }
+    }
+
+    /// Adds `c` with a load and a store per field: only one thread may write.
+    pub(crate) fn add_owned(&self, c: &Counts) {
+        for (field, value) in self.fields.iter().zip(c.to_array()) {
             field.store(field.load(Relaxed).wrapping_add(value), Relaxed);
         }
     }
 
-    /// Sets every field to 0. Only the owning thread may call it.
+    /// Sets every field to 0: only one thread may write.
     pub(crate) fn clear(&self) {
-        for field in self.fields() {
+        for field in &self.fields {
             field.store(0, Relaxed);
         }
+    }
+}
+
+/// Live bytes (requested and usable) as published, and their peaks.
+pub(crate) struct PublishedLive {
+    requested: AtomicI64,
+    usable: AtomicI64,
+    pub(crate) peak_requested: AtomicI64,
+    pub(crate) peak_usable: AtomicI64,
+}
+
+impl PublishedLive {
+    pub(crate) const fn new() -> Self {
+        PublishedLive {
+            requested: AtomicI64::new(0),
+            usable: AtomicI64::new(0),
+            peak_requested: AtomicI64::new(0),
+            peak_usable: AtomicI64::new(0),
+        }
+    }
+
+    /// Adds a net change of live bytes and raises the peaks with it.
+    pub(crate) fn publish(&self, requested: i64, usable: i64) {
+        if requested != 0 {
+            let live = self.requested.fetch_add(requested, Relaxed) + requested;
+            raise(&self.peak_requested, live);
+        }
+        if usable != 0 {
+            let live = self.usable.fetch_add(usable, Relaxed) + usable;
+            raise(&self.peak_usable, live);
+        }
+    }
+
+    /// Sets both peaks.
+    pub(crate) fn reset_peaks(&self, requested: i64, usable: i64) {
+        self.peak_requested.store(requested, Relaxed);
+        self.peak_usable.store(usable, Relaxed);
+    }
+}
+
+/// Raises `peak` to `value` if it is higher; reads first so that the common
+/// case writes nothing.
+#[inline]
+pub(crate) fn raise(peak: &AtomicI64, value: i64) {
+    if value > peak.load(Relaxed) {
+        peak.fetch_max(value, Relaxed);
     }
 }

@@ -210,24 +210,14 @@ mod mimalloc_classes {
     impl Inner for MiMalloc {
         #[inline(always)]
         unsafe fn alloc_tracked(&self, layout: Layout) -> *mut u8 {
-            if from_its_class(layout) {
-                // SAFETY: mimalloc aligns every block to at least 8 bytes.
-                unsafe { libmimalloc_sys::mi_malloc(layout.size()).cast() }
-            } else {
-                // SAFETY: the caller's contract.
-                unsafe { self.alloc(layout) }
-            }
+            // SAFETY: the caller's contract.
+            unsafe { alloc_in_class(self, layout, false) }
         }
 
         #[inline(always)]
         unsafe fn alloc_zeroed_tracked(&self, layout: Layout) -> *mut u8 {
-            if from_its_class(layout) {
-                // SAFETY: as in `alloc_tracked`.
-                unsafe { libmimalloc_sys::mi_zalloc(layout.size()).cast() }
-            } else {
-                // SAFETY: the caller's contract.
-                unsafe { self.alloc_zeroed(layout) }
-            }
+            // SAFETY: the caller's contract.
+            unsafe { alloc_in_class(self, layout, true) }
         }
 
         #[inline(always)]
@@ -263,6 +253,26 @@ mod mimalloc_classes {
             }
             // SAFETY: the caller's contract.
             unsafe { self.realloc(ptr, layout, new_size) }
+        }
+    }
+
+    /// Allocates `layout` with `mi_malloc` (or `mi_zalloc`) when it is
+    /// [`from_its_class`], and through `MiMalloc` otherwise.
+    ///
+    /// # Safety
+    ///
+    /// As [`GlobalAlloc::alloc`].
+    #[inline(always)]
+    unsafe fn alloc_in_class(a: &MiMalloc, layout: Layout, zeroed: bool) -> *mut u8 {
+        // SAFETY: mimalloc aligns every block to at least 8 bytes, enough for
+        // `from_its_class` layouts; otherwise the caller's contract.
+        unsafe {
+            match (from_its_class(layout), zeroed) {
+                (true, false) => libmimalloc_sys::mi_malloc(layout.size()).cast(),
+                (true, true) => libmimalloc_sys::mi_zalloc(layout.size()).cast(),
+                (false, false) => a.alloc(layout),
+                (false, true) => a.alloc_zeroed(layout),
+            }
         }
     }
 

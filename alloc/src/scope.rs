@@ -159,9 +159,9 @@ impl Scope {
     pub fn reset_peak(self) {
         thread::flush_current();
         let s = self.stats();
-        let c = cell(self.0);
-        c.peak_requested.store(s.live_requested, Relaxed);
-        c.peak_usable.store(s.live_usable, Relaxed);
+        cell(self.0)
+            .live
+            .reset_peaks(s.live_requested, s.live_usable);
     }
 }
 
@@ -192,9 +192,9 @@ pub fn scopes() -> Vec<ScopeStats> {
 /// Sets every scope's peaks to its live values now.
 pub(crate) fn reset_all_peaks() {
     for s in scopes() {
-        let c = cell(s.scope.0);
-        c.peak_requested.store(s.live_requested, Relaxed);
-        c.peak_usable.store(s.live_usable, Relaxed);
+        cell(s.scope.0)
+            .live
+            .reset_peaks(s.live_requested, s.live_usable);
     }
 }
 
@@ -242,8 +242,8 @@ impl ScopeStats {
             name,
             live_requested,
             live_usable,
-            peak_requested: cell.peak_requested.load(Relaxed).max(live_requested),
-            peak_usable: cell.peak_usable.load(Relaxed).max(live_usable),
+            peak_requested: cell.live.peak_requested.load(Relaxed).max(live_requested),
+            peak_usable: cell.live.peak_usable.load(Relaxed).max(live_usable),
             total_requested: c.alloc_requested,
             total_usable: c.alloc_usable,
             allocations: c.allocations,

@@ -52,8 +52,11 @@ pub fn heap() -> HeapStats {
     HeapStats {
         live_requested,
         live_usable,
-        peak_requested: global::PEAK_REQUESTED.load(Relaxed).max(live_requested),
-        peak_usable: global::PEAK_USABLE.load(Relaxed).max(live_usable),
+        peak_requested: global::LIVE
+            .peak_requested
+            .load(Relaxed)
+            .max(live_requested),
+        peak_usable: global::LIVE.peak_usable.load(Relaxed).max(live_usable),
         total_requested: c.alloc_requested,
         total_usable: c.alloc_usable,
         allocations: c.allocations,
@@ -80,8 +83,7 @@ pub fn peak_error_bytes() -> u64 {
 pub fn reset_peak() {
     thread::flush_current();
     let live = heap();
-    global::PEAK_REQUESTED.store(live.live_requested, Relaxed);
-    global::PEAK_USABLE.store(live.live_usable, Relaxed);
+    global::LIVE.reset_peaks(live.live_requested, live.live_usable);
     scope::reset_all_peaks();
 }
 

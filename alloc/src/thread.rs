@@ -56,9 +56,9 @@ use std::sync::atomic::{
     AtomicI64, AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::Release, fence,
 };
 
-use crate::cell::{cell, cell_of_owner, raise};
-use crate::counts::{Counts, OwnedCounts};
-use crate::global::{self, ATTRIBUTION, EXITED, THREADS_LIVE, THREADS_MAX};
+use crate::cell::{ScopeCell, cell, cell_of_owner};
+use crate::counts::{AtomicCounts, Counts, raise};
+use crate::global::{ATTRIBUTION, EXITED, LIVE, THREADS_LIVE, THREADS_MAX};
 use crate::registry::{Linked, Links, Registry};
 use crate::sys;
 
@@ -93,19 +93,33 @@ fn bump(counter: &AtomicU64, value: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(value), Relaxed);
 }
 
+/// One direction (allocations or frees) of a slot's hot counters.
+struct Side {
+    /// An operation that takes `usable` past this may have taken the
+    /// unpublished net change past its bound: take the cold path.
+    limit: Cell<u64>,
+    /// Cumulative usable bytes.
+    usable: AtomicU64,
+    /// Operations and requested bytes since the last fold (see [`pack`]).
+    packed: AtomicU64,
+}
+
+impl Side {
+    const fn new() -> Self {
+        Side {
+            limit: Cell::new(0),
+            usable: AtomicU64::new(0),
+            packed: AtomicU64::new(0),
+        }
+    }
+}
+
 /// One scope's counters on one thread.
 #[repr(C, align(64))]
 struct Slot {
     // Hot: every operation while the slot is current.
-    /// An allocation that takes `alloc_usable` past this may have taken the
-    /// unpublished net change past its bound: take the cold path.
-    alloc_limit: Cell<u64>,
-    /// Likewise for frees and `free_usable`.
-    free_limit: Cell<u64>,
-    alloc_usable: AtomicU64,
-    free_usable: AtomicU64,
-    alloc_packed: AtomicU64,
-    free_packed: AtomicU64,
+    alloc: Side,
+    free: Side,
     // Cold.
     scope: AtomicU32,
     /// Folded from the packed words.
@@ -125,12 +139,8 @@ struct Slot {
 impl Slot {
     const fn new() -> Self {
         Slot {
-            alloc_limit: Cell::new(0),
-            free_limit: Cell::new(0),
-            alloc_usable: AtomicU64::new(0),
-            free_usable: AtomicU64::new(0),
-            alloc_packed: AtomicU64::new(0),
-            free_packed: AtomicU64::new(0),
+            alloc: Side::new(),
+            free: Side::new(),
             scope: AtomicU32::new(0),
             alloc_requested: AtomicU64::new(0),
             free_requested: AtomicU64::new(0),
@@ -146,13 +156,13 @@ impl Slot {
     /// The slot's cumulative counts. Another thread must read them inside
     /// [`Local::read`].
     fn counts(&self) -> Counts {
-        let ap = self.alloc_packed.load(Relaxed);
-        let fp = self.free_packed.load(Relaxed);
+        let ap = self.alloc.packed.load(Relaxed);
+        let fp = self.free.packed.load(Relaxed);
         Counts {
             alloc_requested: self.alloc_requested.load(Relaxed) + (ap & BYTES_MASK),
             free_requested: self.free_requested.load(Relaxed) + (fp & BYTES_MASK),
-            alloc_usable: self.alloc_usable.load(Relaxed),
-            free_usable: self.free_usable.load(Relaxed),
+            alloc_usable: self.alloc.usable.load(Relaxed),
+            free_usable: self.free.usable.load(Relaxed),
             allocations: self.allocations.load(Relaxed) + (ap >> COUNT_SHIFT),
             deallocations: self.deallocations.load(Relaxed) + (fp >> COUNT_SHIFT),
         }
@@ -160,8 +170,8 @@ impl Slot {
 
     /// Moves the packed words into the wide counters (inside [`Local::write`]).
     fn fold(&self) {
-        let ap = self.alloc_packed.swap(0, Relaxed);
-        let fp = self.free_packed.swap(0, Relaxed);
+        let ap = self.alloc.packed.swap(0, Relaxed);
+        let fp = self.free.packed.swap(0, Relaxed);
         bump(&self.alloc_requested, ap & BYTES_MASK);
         bump(&self.allocations, ap >> COUNT_SHIFT);
         bump(&self.free_requested, fp & BYTES_MASK);
@@ -171,10 +181,10 @@ impl Slot {
     /// Zeroes the counts and gives the slot to `scope` (inside [`Local::write`]).
     fn reset(&self, scope: u32) {
         for counter in [
-            &self.alloc_usable,
-            &self.free_usable,
-            &self.alloc_packed,
-            &self.free_packed,
+            &self.alloc.usable,
+            &self.free.usable,
+            &self.alloc.packed,
+            &self.free.packed,
             &self.alloc_requested,
             &self.free_requested,
             &self.allocations,
@@ -192,8 +202,8 @@ impl Slot {
     /// Whether an operation happened since the slot last published.
     #[inline(always)]
     fn dirty(&self) -> bool {
-        (self.alloc_usable.load(Relaxed) ^ self.mark_alloc.get())
-            | (self.free_usable.load(Relaxed) ^ self.mark_free.get())
+        (self.alloc.usable.load(Relaxed) ^ self.mark_alloc.get())
+            | (self.free.usable.load(Relaxed) ^ self.mark_free.get())
             != 0
     }
 
@@ -221,7 +231,7 @@ pub(crate) struct Local {
     reallocations: AtomicU64,
     /// The thread's counts held in no slot: slots given to another scope,
     /// frees charged to another scope's cell.
-    retired: OwnedCounts,
+    retired: AtomicCounts,
     /// The thread's net requested bytes as published.
     published_requested: Cell<i64>,
     peak_requested: AtomicI64,
@@ -244,7 +254,7 @@ impl Local {
             precise: Cell::new(0),
             seq: AtomicU64::new(0),
             reallocations: AtomicU64::new(0),
-            retired: OwnedCounts::new(),
+            retired: AtomicCounts::new(),
             published_requested: Cell::new(0),
             peak_requested: AtomicI64::new(0),
             tid: AtomicU64::new(0),
@@ -355,13 +365,20 @@ pub(crate) fn on_alloc_scoped(requested: usize, usable: usize, mode: u8) -> u32 
 #[inline(always)]
 fn count_alloc(l: &Local, requested: usize, usable: usize, mode: u8) -> &Slot {
     let s = l.slot();
-    bump(&s.alloc_packed, pack(requested));
-    let total = s.alloc_usable.load(Relaxed).wrapping_add(usable as u64);
-    s.alloc_usable.store(total, Relaxed);
-    if total > s.alloc_limit.get() {
+    count(l, &s.alloc, requested, usable, mode);
+    s
+}
+
+/// Adds one operation to one side of the current slot; past the side's
+/// limit, takes the cold path.
+#[inline(always)]
+fn count(l: &Local, side: &Side, requested: usize, usable: usize, mode: u8) {
+    bump(&side.packed, pack(requested));
+    let total = side.usable.load(Relaxed).wrapping_add(usable as u64);
+    side.usable.store(total, Relaxed);
+    if total > side.limit.get() {
         slow(l, mode);
     }
-    s
 }
 
 /// Counts a free charged to the current scope.
@@ -372,13 +389,7 @@ pub(crate) fn on_free(requested: usize, usable: usize, mode: u8) {
 
 #[inline(always)]
 fn count_free(l: &Local, requested: usize, usable: usize, mode: u8) {
-    let s = l.slot();
-    bump(&s.free_packed, pack(requested));
-    let total = s.free_usable.load(Relaxed).wrapping_add(usable as u64);
-    s.free_usable.store(total, Relaxed);
-    if total > s.free_limit.get() {
-        slow(l, mode);
-    }
+    count(l, &l.slot().free, requested, usable, mode);
 }
 
 /// Counts a successful reallocation charged to the current scope; returns
@@ -405,13 +416,13 @@ fn count_realloc(
 ) -> u32 {
     bump(&l.reallocations, 1);
     let s = l.slot();
-    bump(&s.alloc_packed, new as u64);
-    bump(&s.free_packed, old as u64);
-    let allocated = s.alloc_usable.load(Relaxed).wrapping_add(new_usable as u64);
-    s.alloc_usable.store(allocated, Relaxed);
-    let freed = s.free_usable.load(Relaxed).wrapping_add(old_usable as u64);
-    s.free_usable.store(freed, Relaxed);
-    if allocated > s.alloc_limit.get() || freed > s.free_limit.get() {
+    bump(&s.alloc.packed, new as u64);
+    bump(&s.free.packed, old as u64);
+    let allocated = s.alloc.usable.load(Relaxed).wrapping_add(new_usable as u64);
+    s.alloc.usable.store(allocated, Relaxed);
+    let freed = s.free.usable.load(Relaxed).wrapping_add(old_usable as u64);
+    s.free.usable.store(freed, Relaxed);
+    if allocated > s.alloc.limit.get() || freed > s.free.limit.get() {
         slow(l, mode);
     }
     s.scope.load(Relaxed)
@@ -482,14 +493,13 @@ fn realloc_foreign(
 
 fn retire_foreign(l: &Local, freed: &Counts, owner: u32) {
     let (_, c) = cell_of_owner(owner);
-    c.fold(freed);
+    c.folded.add_shared(freed);
     let (r, u) = (freed.net_requested(), freed.net_usable());
-    c.publish(r, u);
-    global::publish(r, u);
+    publish_to(c, r, u);
     if l.state.get() == TORN_DOWN {
         EXITED.add(freed, 0, 0);
     } else {
-        l.write(|| l.retired.add(freed));
+        l.write(|| l.retired.add_owned(freed));
         l.published_requested
             .set(l.published_requested.get().wrapping_add(r));
     }
@@ -513,6 +523,13 @@ fn slow(l: &Local, mode: u8) {
     }
 }
 
+/// Adds a net change of live bytes to a scope's cell and to the process's
+/// figures, raising their peaks.
+fn publish_to(scope: &ScopeCell, requested: i64, usable: i64) {
+    scope.live.publish(requested, usable);
+    LIVE.publish(requested, usable);
+}
+
 /// Publishes the slot's net change since its last publication.
 fn publish(l: &Local, s: &Slot) {
     let c = s.counts();
@@ -524,8 +541,7 @@ fn publish(l: &Local, s: &Slot) {
     s.mark_alloc.set(c.alloc_usable);
     s.mark_free.set(c.free_usable);
     if dr != 0 || du != 0 {
-        cell(s.scope.load(Relaxed)).publish(dr, du);
-        global::publish(dr, du);
+        publish_to(cell(s.scope.load(Relaxed)), dr, du);
         let thread = l.published_requested.get().wrapping_add(dr);
         l.published_requested.set(thread);
         raise(&l.peak_requested, thread);
@@ -551,8 +567,8 @@ fn arm(l: &Local, s: &Slot) {
         publish(l, s);
     }
     if l.state.get() != ACTIVE || l.precise.get() != 0 {
-        s.alloc_limit.set(0);
-        s.free_limit.set(0);
+        s.alloc.limit.set(0);
+        s.free.limit.set(0);
         return;
     }
     let c = s.counts();
@@ -567,8 +583,8 @@ fn arm(l: &Local, s: &Slot) {
     );
     let free_limit = (c.alloc_usable.wrapping_sub(pu))
         .min(c.alloc_requested.wrapping_sub(pr).wrapping_add(slack_freed));
-    s.alloc_limit.set(alloc_limit.wrapping_add(FLUSH_BYTES));
-    s.free_limit.set(free_limit.wrapping_add(FLUSH_BYTES));
+    s.alloc.limit.set(alloc_limit.wrapping_add(FLUSH_BYTES));
+    s.free.limit.set(free_limit.wrapping_add(FLUSH_BYTES));
 }
 
 fn register(l: &Local, mode: u8) {
@@ -601,7 +617,7 @@ fn retire_thread(l: &Local, registry: &crate::registry::Locked<'_, Local>) {
             continue;
         }
         publish(l, s);
-        cell(s.scope.load(Relaxed)).fold(&c);
+        cell(s.scope.load(Relaxed)).folded.add_shared(&c);
         total = total.plus(&c);
     }
     let peak = l.peak_requested.load(Relaxed).max(total.net_requested());
@@ -643,9 +659,8 @@ fn retire_torn_down(l: &Local) {
     s.reset(s.scope.load(Relaxed));
     let (r, u) = (c.net_requested(), c.net_usable());
     let target = cell(s.scope.load(Relaxed));
-    target.fold(&c);
-    target.publish(r, u);
-    global::publish(r, u);
+    target.folded.add_shared(&c);
+    publish_to(target, r, u);
     EXITED.add(&c, l.reallocations.swap(0, Relaxed), 0);
 }
 
@@ -664,10 +679,10 @@ fn claim(l: &Local, index: usize, scope: u32) {
         MOVES_STARTED.fetch_add(1, Relaxed);
         fence(Release);
         l.write(|| {
-            l.retired.add(&c);
+            l.retired.add_owned(&c);
             s.reset(scope);
         });
-        cell(old).fold(&c);
+        cell(old).folded.add_shared(&c);
         MOVES_DONE.fetch_add(1, Release);
     }
     arm(l, s);
@@ -851,7 +866,7 @@ pub(crate) fn scope_counts(out: &mut [Counts], first: u32) {
         if started == done {
             let registry = REGISTRY.lock();
             for (i, slot) in out.iter_mut().enumerate() {
-                *slot = cell(first + i as u32).folded();
+                *slot = cell(first + i as u32).folded.load();
             }
             registry.for_each(|l| {
                 let slots: [(u32, Counts); SLOTS] = l.read(|| {
