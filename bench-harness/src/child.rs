@@ -24,6 +24,12 @@
 //! | `report-fifo` | makes `$MEMLEDGER_REPORT` a FIFO |
 //! | `report-link=PATH` | makes `$MEMLEDGER_REPORT` a symlink to PATH |
 //! | `report-pad=SIZE` | writes SIZE bytes of blanks to `$MEMLEDGER_REPORT` |
+//! | `fail-below=SIZE` | when `MEMLEDGER_MEMORY_LIMIT` is below SIZE: writes a report whose `error` is a pool's refusal naming the limit, and exits 1 |
+//! | `fail-between=A..B` | the same when the limit is at least A and below B (also `A:B`, which a `--queries` list does not take for a range) |
+//!
+//! `fail-below` and `fail-between` script a known pass/fail curve over the
+//! limit (`touch=16M fail-below=2M fail-between=5M:6M report`): without a
+//! limit, or at a limit outside the ranges, they do nothing.
 //!
 //! The report's figures follow from the steps: heap peak = bytes touched,
 //! reserved peak = half of it (so untracked at the heap peak and the
@@ -76,6 +82,16 @@ pub enum Step {
     ReportLink(String),
     /// `report-pad=SIZE`.
     ReportPad(u64),
+    /// `fail-below=SIZE` and `fail-between=A..B`: fails when the limit is
+    /// in `[from, to)`; the text is the step as written.
+    FailWithin {
+        /// The lowest limit that fails.
+        from: u64,
+        /// The lowest limit above `from` that passes.
+        to: u64,
+        /// The step as written, for the error text.
+        text: String,
+    },
 }
 
 impl FromStr for Step {
@@ -121,6 +137,27 @@ impl FromStr for Step {
             "report-fifo" => Step::ReportFifo,
             "report-link" => Step::ReportLink(need()?.to_string()),
             "report-pad" => Step::ReportPad(parse_size(need()?)?),
+            "fail-below" => Step::FailWithin {
+                from: 0,
+                to: parse_size(need()?)?,
+                text: text.to_string(),
+            },
+            "fail-between" => {
+                let value = need()?;
+                let (from, to) = value
+                    .split_once("..")
+                    .or_else(|| value.split_once(':'))
+                    .ok_or_else(|| format!("`{text}` is not fail-between=A..B"))?;
+                let (from, to) = (parse_size(from)?, parse_size(to)?);
+                if from >= to {
+                    return Err(format!("`{text}`: A must be below B"));
+                }
+                Step::FailWithin {
+                    from,
+                    to,
+                    text: text.to_string(),
+                }
+            }
             _ => return Err(format!("unknown step `{text}`")),
         })
     }
@@ -256,6 +293,22 @@ pub fn run(steps: &[Step]) -> i32 {
                     return 2;
                 }
             }
+            Step::FailWithin { from, to, text } => {
+                let limit = std::env::var("MEMLEDGER_MEMORY_LIMIT")
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if let Some(limit) = limit.filter(|l| (*from..*to).contains(l)) {
+                    let error = format!(
+                        "Resources exhausted: Failed to allocate additional bytes for \
+                         __child with a pool limit of {limit} bytes ({text})"
+                    );
+                    eprintln!("{error}");
+                    return match write_report(touched, held.len() as u64, Some(&error)) {
+                        Ok(()) => 1,
+                        Err(code) => code,
+                    };
+                }
+            }
             Step::ReportPad(size) => {
                 let Some(path) = report_path() else { return 2 };
                 let Ok(file) = std::fs::File::create(path) else {
@@ -341,7 +394,7 @@ fn write_report(touched: u64, touches: u64, error: Option<&str>) -> Result<(), i
     report.error = error.map(str::to_string);
     let me = std::process::id();
     report.process.pid = me;
-    report.process.peak_rss_bytes = procfs::vm_hwm_bytes(me as i32).unwrap_or(0);
+    report.process.peak_rss_bytes = procfs::vm_hwm_bytes(me as i32);
     report.process.vm_hwm_bytes = report.process.peak_rss_bytes;
     report.heap.peak_requested_bytes = touched as i64;
     report.heap.live_requested_bytes = touched as i64;
@@ -412,6 +465,32 @@ mod tests {
             ]))
         );
         assert!("spawn=dance".parse::<Step>().is_err());
+        assert_eq!(
+            "fail-between=5M..6M".parse(),
+            Ok(Step::FailWithin {
+                from: 5 << 20,
+                to: 6 << 20,
+                text: "fail-between=5M..6M".to_string()
+            })
+        );
+        assert!(matches!(
+            "fail-below=2M".parse(),
+            Ok(Step::FailWithin {
+                from: 0,
+                to: 0x20_0000,
+                ..
+            })
+        ));
+        assert!("fail-between=6M..5M".parse::<Step>().is_err());
+        assert!("fail-between=6M".parse::<Step>().is_err());
+        assert!(matches!(
+            "fail-between=1K:2K".parse(),
+            Ok(Step::FailWithin {
+                from: 1024,
+                to: 2048,
+                ..
+            })
+        ));
         assert_eq!(
             "hang-from=3:/x/y".parse(),
             Ok(Step::HangFrom(3, "/x/y".to_string()))

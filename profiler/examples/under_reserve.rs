@@ -22,9 +22,15 @@ use memledger_profiler::{
 #[global_allocator]
 static GLOBAL: Tracked<MiMalloc> = Tracked::new(MiMalloc);
 
-/// Buffers `rows` strings, reserving only their length, then sorts them.
-/// Its allocations go to whatever scope the caller entered.
-fn toy_sorter(pool: &Arc<dyn MemoryPool>, name: &str, rows: u64) -> Result<usize, PoolError> {
+/// Buffers `rows` strings, reserving only their length, calls `at_peak`
+/// (all rows buffered), then sorts them. Its allocations go to whatever
+/// scope the caller entered.
+fn toy_sorter(
+    pool: &Arc<dyn MemoryPool>,
+    name: &str,
+    rows: u64,
+    at_peak: impl Fn(),
+) -> Result<usize, PoolError> {
     let mut reservation = MemoryConsumer::new(name)
         .with_can_spill(true)
         .register(pool);
@@ -36,7 +42,7 @@ fn toy_sorter(pool: &Arc<dyn MemoryPool>, name: &str, rows: u64) -> Result<usize
         reservation.try_grow(s.len())?;
         buffer.push(s);
     }
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    at_peak();
     buffer.sort();
     Ok(buffer.len())
 }
@@ -48,7 +54,10 @@ fn main() {
     let pool = session.pool();
     let name = "ToySorter[0]";
     // The consumer is tied to the scope of its name; the operator runs in it.
-    if let Err(e) = Scope::new(name).in_scope(|| toy_sorter(&pool, name, 200_000)) {
+    // A sample at the peak, whatever the sampling interval.
+    let sorted =
+        Scope::new(name).in_scope(|| toy_sorter(&pool, name, 200_000, || session.record_sample()));
+    if let Err(e) = sorted {
         session.set_error(&e.to_string());
     }
     match session.finish() {
@@ -58,7 +67,7 @@ fn main() {
 
     // The same check in a test: the heap may exceed the reservation by 20%.
     // The region runs in the measurement's scope, and so does its consumer.
-    let (_, m) = measure(|| toy_sorter(&pool, "ToySorter[1]", 20_000));
+    let (_, m) = measure(|| toy_sorter(&pool, "ToySorter[1]", 20_000, || ()));
     match m.check_within_reservation(0.2) {
         Ok(()) => println!("measure: within the reservation"),
         Err(e) => println!("measure: {e}"),

@@ -203,7 +203,8 @@ pub(crate) fn scope_reports(observed: &Observed) -> Vec<ScopeReport> {
         .collect()
 }
 
-/// The report's `consumers` section, in registration order.
+/// The report's `consumers` section, in registration order: live
+/// consumers and the rows of finished ones.
 pub(crate) fn consumer_reports() -> Vec<ConsumerReport> {
     ledger()
         .consumers()
@@ -216,6 +217,7 @@ pub(crate) fn consumer_reports() -> Vec<ConsumerReport> {
             reserved_peak_bytes: c.reserved_peak,
             refusals: c.refusals,
             spills: c.spills,
+            registrations: c.registrations,
         })
         .collect()
 }
@@ -250,18 +252,17 @@ pub(crate) fn audit_report(
     let mut peaks = observed.peaks;
     let l = ledger();
     let reserved = l.reserved();
-    let rp = l.reserved_peak_instant();
-    let offset_ms = session_start
-        .saturating_duration_since(l.started_at())
-        .as_millis() as u64;
-    if rp.reserved > peaks.reserved.reserved_bytes && rp.t_ms >= offset_ms {
-        let t_ms = rp.t_ms - offset_ms;
+    let in_session = l
+        .reserved_peak_since(session_start)
+        .filter(|rp| rp.reserved > peaks.reserved.reserved_bytes);
+    if let Some(rp) = in_session {
+        let t_ms = rp.t_ms;
         let rss_bytes = observed
             .timeline
             .samples
             .iter()
             .min_by_key(|s| s.t_ms.abs_diff(t_ms))
-            .map_or(0, |s| s.rss_bytes);
+            .and_then(|s| s.rss_bytes);
         peaks.reserved = Instant {
             t_ms,
             rss_bytes,

@@ -4,32 +4,37 @@
 //! One ledger per process ([`ledger`]). Every pool of this crate feeds it
 //! through [`MemoryReservation`](crate::MemoryReservation); a foreign pool
 //! (a DataFusion `MemoryPool` wrapper, say) feeds it directly with
-//! [`Ledger::register`], [`Ledger::grow`] and [`Ledger::shrink`]. Each
-//! consumer is tied to a scope, so the audit ([`crate::audit`]) can hold what
-//! it reserved against what its code allocated.
+//! [`Ledger::register`] (or [`Ledger::register_in_pool`]), [`Ledger::grow`]
+//! and [`Ledger::shrink`]. Each consumer is tied to a scope, so the audit
+//! ([`crate::audit`]) can hold what it reserved against what its code
+//! allocated.
 //!
 //! ```text
 //!   grow / shrink (consumer id, bytes)
-//!        │  one short lock
+//!        │  one short lock, no allocation, no thread walk
 //!        ▼
-//!   per consumer: reserved, reserved_peak, refusals, spills
-//!   per scope:    reserved, reserved_peak (the peak of the scope's sum)
-//!   process:      reserved, reserved_peak (atomics, read without the lock)
-//!                 + the instant of the reserved peak, with the heap then
+//!   live consumers: reserved, reserved_peak, refusals, spills
+//!   per scope:      reserved, reserved_peak (the peak of the scope's sum)
+//!   process:        reserved, reserved_peak (atomics, read without the lock)
+//!                   + the instant of the reserved peak, with the heap then
+//!   unregister ──► finished rows: one per (pool, scope, name, can_spill),
+//!                  at most MAX_FINISHED_ROWS (+ one `(others)` row per scope)
 //! ```
 //!
-//! Cost: about 30 ns per change, and about 80 ns more when the change sets a
-//! new process-wide reserved peak, because the ledger then reads the heap
-//! ([`memledger_alloc::heap`]) to record the time-aligned value. The ledger
-//! never calls into a pool and never runs a callback.
+//! Cost: about 30 ns per change. A change that sets a new process-wide
+//! reserved peak also reads the heap ([`memledger_alloc::heap`], a walk over
+//! live threads) for the time-aligned value, after the ledger's lock is
+//! released. The ledger never calls into a pool and never runs a callback.
 //!
-//! Rows of consumers that unregistered stay (with their peaks) for the
-//! report; the ledger grows by one row per registration (about 100 bytes
-//! plus the name), allocated in the profiler's internal scope so that user
-//! figures leave it out.
+//! Memory stays bounded in a process that registers consumers forever: a
+//! consumer that unregisters leaves the live rows and is folded into a
+//! finished row with the others of its pool, scope, name and spill flag
+//! (peaks kept as the largest, refusals and spills summed, registrations
+//! counted). The rows are allocated in the profiler's internal scope so
+//! that user figures leave them out.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
@@ -37,14 +42,25 @@ use memledger_alloc::Scope;
 
 use crate::internal::internal_scope;
 
+/// The most finished rows kept with their own name; consumers that finish
+/// once there are that many, under a name not seen yet, are folded into
+/// one [`OTHERS`] row per scope and spill flag.
+pub const MAX_FINISHED_ROWS: usize = 4096;
+
+/// The name of the finished row that holds consumers whose own name found
+/// no room ([`MAX_FINISHED_ROWS`]).
+pub const OTHERS: &str = "(others)";
+
 /// A consumer's handle in the ledger, returned by [`Ledger::register`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConsumerId(u64);
 
-/// One consumer's figures, as [`Ledger::consumers`] returns them.
+/// One consumer's figures, or those of the finished consumers folded into
+/// one row, as [`Ledger::consumers`] returns them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConsumerStats {
-    /// Its handle.
+    /// Its handle (for a finished row: that of the first consumer folded
+    /// into it, which orders the rows).
     pub id: ConsumerId,
     /// Its name (`ExternalSorter[0]`); names need not be unique.
     pub name: String,
@@ -52,16 +68,20 @@ pub struct ConsumerStats {
     pub scope: Scope,
     /// Whether it can spill to release memory.
     pub can_spill: bool,
-    /// Bytes reserved now.
+    /// Bytes reserved now (0 for a finished row).
     pub reserved: u64,
-    /// Highest `reserved` since it registered, in bytes.
+    /// Highest `reserved` since it registered, in bytes (for a finished
+    /// row: the highest of its consumers).
     pub reserved_peak: u64,
-    /// Reservation requests the pool refused.
+    /// Reservation requests the pool refused (summed over a finished row).
     pub refusals: u64,
-    /// Times the pool asked it to spill.
+    /// Times the pool asked it to spill (summed over a finished row).
     pub spills: u64,
-    /// False once it unregistered (its figures stay).
+    /// False for a finished row: consumers that unregistered.
     pub live: bool,
+    /// How many consumers the row stands for: 1 for a live one, at least 1
+    /// for a finished row.
+    pub registrations: u64,
 }
 
 /// The instant of the highest total reserved, as the ledger saw it.
@@ -71,8 +91,8 @@ pub struct ReservedPeak {
     pub t_ms: u64,
     /// The process-wide reserved bytes then (the peak).
     pub reserved: u64,
-    /// Global live heap (requested bytes) at that instant; 0 without the
-    /// tracked allocator.
+    /// Global live heap (requested bytes), read right after the peak was
+    /// set (outside the ledger's lock); 0 without the tracked allocator.
     pub heap_live: i64,
 }
 
@@ -89,20 +109,42 @@ pub struct External {
 
 struct Row {
     stats: ConsumerStats,
-    /// Which pool of this crate the consumer belongs to (0: registered
-    /// directly, by a foreign pool).
+    /// Which pool the consumer belongs to (0: registered without one).
     pool_key: usize,
+}
+
+/// What finished consumers are folded by.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct FoldKey {
+    /// For this crate's pools, the pool's address: a pool created later at
+    /// the same address shares the finished rows of one that was dropped
+    /// (the report does not name pools, so nothing it shows changes).
+    pool_key: usize,
+    scope: Scope,
+    can_spill: bool,
+    name: String,
 }
 
 #[derive(Default)]
 struct State {
-    consumers: Vec<Row>,
-    last_changed: Option<usize>,
+    /// Registered consumers, by id.
+    live: HashMap<u64, Row>,
+    /// Consumers that unregistered, folded (see the module docs).
+    finished: HashMap<FoldKey, ConsumerStats>,
+    next_id: u64,
+    last_changed: Option<ConsumerId>,
+    /// The name of `last_changed` once it unregistered.
+    last_changed_name: Option<String>,
     /// Scope -> reserved now and peak of its consumers together.
     scopes: HashMap<Scope, (u64, u64)>,
     /// Scope -> (external bytes now, peak).
     external: HashMap<Scope, (u64, u64)>,
     reserved_peak: ReservedPeak,
+    /// When `reserved_peak` was set (its `t_ms` is this, truncated).
+    reserved_peak_at: Option<Instant>,
+    /// Bumped at each new reserved peak, so that the heap read after the
+    /// lock is dropped lands on the peak it was read for.
+    peak_generation: u64,
 }
 
 /// The process-wide ledger of reservations. See the module docs.
@@ -131,17 +173,74 @@ pub fn report_external(scope: Scope, bytes: u64) {
     ledger().report_external(scope, bytes);
 }
 
+/// `a + b` or a panic naming the figure: the ledger's sums hold what pools
+/// granted, which pools keep within `u64` (a broken caller otherwise).
+fn sum(a: u64, b: u64, what: &str) -> u64 {
+    crate::pool::checked_total(a, b, what)
+}
+
+fn release(a: u64, b: u64, what: &str) -> u64 {
+    crate::pool::checked_release(a, b, what)
+}
+
 impl State {
-    fn scope_add(&mut self, scope: Scope, bytes: u64) {
-        let entry = self.scopes.entry(scope).or_insert((0, 0));
-        entry.0 += bytes;
-        entry.1 = entry.1.max(entry.0);
+    /// Folds a consumer that unregistered into its finished row.
+    fn fold(&mut self, row: Row) {
+        let c = row.stats;
+        let mut key = FoldKey {
+            pool_key: row.pool_key,
+            scope: c.scope,
+            can_spill: c.can_spill,
+            name: c.name,
+        };
+        if self.finished.len() >= MAX_FINISHED_ROWS && !self.finished.contains_key(&key) {
+            key = FoldKey {
+                pool_key: 0,
+                name: OTHERS.to_string(),
+                ..key
+            };
+        }
+        match self.finished.get_mut(&key) {
+            Some(f) => {
+                f.reserved_peak = f.reserved_peak.max(c.reserved_peak);
+                f.refusals = f.refusals.saturating_add(c.refusals);
+                f.spills = f.spills.saturating_add(c.spills);
+                f.registrations = f.registrations.saturating_add(1);
+            }
+            None => {
+                let stats = ConsumerStats {
+                    id: c.id,
+                    name: key.name.clone(),
+                    scope: c.scope,
+                    can_spill: c.can_spill,
+                    reserved: 0,
+                    reserved_peak: c.reserved_peak,
+                    refusals: c.refusals,
+                    spills: c.spills,
+                    live: false,
+                    registrations: 1,
+                };
+                self.finished.insert(key, stats);
+            }
+        }
     }
 
-    fn scope_sub(&mut self, scope: Scope, bytes: u64) {
-        if let Some(entry) = self.scopes.get_mut(&scope) {
-            entry.0 = entry.0.saturating_sub(bytes);
-        }
+    /// Every row (live and finished) that `keep` accepts, by id.
+    fn rows(&self, keep: impl Fn(usize) -> bool) -> Vec<ConsumerStats> {
+        let mut rows: Vec<ConsumerStats> = self
+            .live
+            .values()
+            .filter(|r| keep(r.pool_key))
+            .map(|r| r.stats.clone())
+            .chain(
+                self.finished
+                    .iter()
+                    .filter(|(k, _)| keep(k.pool_key))
+                    .map(|(_, c)| c.clone()),
+            )
+            .collect();
+        rows.sort_by_key(|c| c.id);
+        rows
     }
 }
 
@@ -160,105 +259,177 @@ impl Ledger {
         self.register_in_pool(name, can_spill, scope, 0)
     }
 
-    /// [`register`](Self::register), remembering the pool (any nonzero key
-    /// that identifies it) so a refusal names only that pool's consumers.
-    pub(crate) fn register_in_pool(
+    /// [`register`](Self::register), remembering the pool (a nonzero key
+    /// that identifies it, from [`new_pool_key`](Self::new_pool_key) for a
+    /// foreign pool) so that a refusal names only that pool's consumers and
+    /// [`consumers_in_pool`](Self::consumers_in_pool) finds them.
+    pub fn register_in_pool(
         &self,
         name: &str,
         can_spill: bool,
         scope: Scope,
         pool_key: usize,
     ) -> ConsumerId {
-        // The row is the profiler's bookkeeping, kept for the report.
+        // The row is the profiler's bookkeeping.
         let _own = internal_scope().enter();
         let mut state = self.lock();
-        let id = ConsumerId(state.consumers.len() as u64);
-        state.consumers.push(Row {
-            stats: ConsumerStats {
-                id,
-                name: name.to_string(),
-                scope,
-                can_spill,
-                reserved: 0,
-                reserved_peak: 0,
-                refusals: 0,
-                spills: 0,
-                live: true,
+        let id = ConsumerId(state.next_id);
+        state.next_id += 1;
+        state.live.insert(
+            id.0,
+            Row {
+                stats: ConsumerStats {
+                    id,
+                    name: name.to_string(),
+                    scope,
+                    can_spill,
+                    reserved: 0,
+                    reserved_peak: 0,
+                    refusals: 0,
+                    spills: 0,
+                    live: true,
+                    registrations: 1,
+                },
+                pool_key,
             },
-            pool_key,
-        });
+        );
         state.scopes.entry(scope).or_insert((0, 0));
         id
     }
 
-    /// Records `bytes` more reserved by `id`. An unknown id is ignored.
+    /// A key for a pool outside this crate, for
+    /// [`register_in_pool`](Self::register_in_pool): unique in the process
+    /// and never the address of a pool of this crate (whose keys are their
+    /// addresses).
+    pub fn new_pool_key() -> usize {
+        static NEXT: AtomicUsize = AtomicUsize::new(1);
+        // User-space addresses never have the top bit set.
+        NEXT.fetch_add(1, Relaxed) | (1 << (usize::BITS - 1))
+    }
+
+    /// Records `bytes` more reserved by `id`. An unknown (or unregistered)
+    /// id is ignored.
+    ///
+    /// # Panics
+    ///
+    /// If a total would pass `u64::MAX` bytes (a pool that let it through).
     pub fn grow(&self, id: ConsumerId, bytes: usize) {
         let bytes = bytes as u64;
-        let mut state = self.lock();
-        let Some(row) = state.consumers.get_mut(id.0 as usize) else {
-            return;
-        };
-        let c = &mut row.stats;
-        c.reserved += bytes;
-        c.reserved_peak = c.reserved_peak.max(c.reserved);
-        let scope = c.scope;
-        state.scope_add(scope, bytes);
-        state.last_changed = Some(id.0 as usize);
-        // Every total change happens under the lock, so load-then-store is exact.
-        let total = self.reserved.fetch_add(bytes, Relaxed) + bytes;
-        if total > self.reserved_peak.load(Relaxed) {
-            self.reserved_peak.store(total, Relaxed);
-            state.reserved_peak = ReservedPeak {
-                t_ms: self.elapsed_ms(),
-                reserved: total,
-                heap_live: memledger_alloc::heap().live_requested,
+        let new_peak = {
+            let mut state = self.lock();
+            let Some(row) = state.live.get(&id.0) else {
+                return;
             };
+            let scope = row.stats.scope;
+            // Check every sum before changing anything.
+            let reserved = sum(row.stats.reserved, bytes, "consumer");
+            let scope_now = state.scopes.get(&scope).map_or(0, |e| e.0);
+            let scope_now = sum(scope_now, bytes, "scope");
+            // Every total change happens under the lock, so load-then-store is exact.
+            let total = sum(self.reserved.load(Relaxed), bytes, "ledger");
+            if let Some(row) = state.live.get_mut(&id.0) {
+                let c = &mut row.stats;
+                c.reserved = reserved;
+                c.reserved_peak = c.reserved_peak.max(reserved);
+            }
+            let entry = state.scopes.entry(scope).or_insert((0, 0));
+            entry.0 = scope_now;
+            entry.1 = entry.1.max(scope_now);
+            state.last_changed = Some(id);
+            self.reserved.store(total, Relaxed);
+            if total > self.reserved_peak.load(Relaxed) {
+                self.reserved_peak.store(total, Relaxed);
+                // The heap of the previous peak stays until the read below.
+                let now = Instant::now();
+                state.reserved_peak_at = Some(now);
+                state.reserved_peak.t_ms =
+                    now.saturating_duration_since(self.start).as_millis() as u64;
+                state.reserved_peak.reserved = total;
+                state.peak_generation += 1;
+                Some(state.peak_generation)
+            } else {
+                None
+            }
+        };
+        if let Some(generation) = new_peak {
+            // A walk over live threads: never under the ledger's lock.
+            let heap_live = memledger_alloc::heap().live_requested;
+            let mut state = self.lock();
+            if state.peak_generation == generation {
+                state.reserved_peak.heap_live = heap_live;
+            }
         }
     }
 
-    /// Records `bytes` less reserved by `id` (never below zero). An unknown
+    /// Records `bytes` less reserved by `id`. An unknown (or unregistered)
     /// id is ignored.
+    ///
+    /// # Panics
+    ///
+    /// If `id` holds less than `bytes` (its pool let it release more than
+    /// it reserved); nothing is changed then.
     pub fn shrink(&self, id: ConsumerId, bytes: usize) {
-        let mut state = self.lock();
-        let Some(row) = state.consumers.get_mut(id.0 as usize) else {
-            return;
+        let bytes = bytes as u64;
+        let checked = {
+            let mut state = self.lock();
+            let Some(row) = state.live.get(&id.0) else {
+                return;
+            };
+            let (scope, held) = (row.stats.scope, row.stats.reserved);
+            if held < bytes {
+                Err((row.stats.name.clone(), held))
+            } else {
+                if let Some(row) = state.live.get_mut(&id.0) {
+                    row.stats.reserved = held - bytes;
+                }
+                if let Some(entry) = state.scopes.get_mut(&scope) {
+                    entry.0 = release(entry.0, bytes, "scope");
+                }
+                state.last_changed = Some(id);
+                let total = release(self.reserved.load(Relaxed), bytes, "ledger");
+                self.reserved.store(total, Relaxed);
+                Ok(())
+            }
         };
-        let c = &mut row.stats;
-        let bytes = (bytes as u64).min(c.reserved);
-        c.reserved -= bytes;
-        let scope = c.scope;
-        state.scope_sub(scope, bytes);
-        state.last_changed = Some(id.0 as usize);
-        self.reserved.fetch_sub(bytes, Relaxed);
+        if let Err((name, held)) = checked {
+            panic!("ledger: {name} cannot release {bytes} bytes out of {held} reserved");
+        }
     }
 
     /// Records a request the pool refused.
     pub fn refused(&self, id: ConsumerId) {
-        if let Some(row) = self.lock().consumers.get_mut(id.0 as usize) {
-            row.stats.refusals += 1;
+        if let Some(row) = self.lock().live.get_mut(&id.0) {
+            row.stats.refusals = row.stats.refusals.saturating_add(1);
         }
     }
 
     /// Records that the pool asked `id` to spill.
     pub fn spilled(&self, id: ConsumerId) {
-        if let Some(row) = self.lock().consumers.get_mut(id.0 as usize) {
-            row.stats.spills += 1;
+        if let Some(row) = self.lock().live.get_mut(&id.0) {
+            row.stats.spills = row.stats.spills.saturating_add(1);
         }
     }
 
-    /// Marks `id` gone; whatever it still had reserved is released. Its row
-    /// stays, with its peak.
+    /// Marks `id` gone: whatever it still had reserved is released, and its
+    /// row is folded into a finished row (see the module docs).
     pub fn unregister(&self, id: ConsumerId) {
+        // Folding frees and allocates the profiler's own rows.
+        let _own = internal_scope().enter();
         let mut state = self.lock();
-        let Some(row) = state.consumers.get_mut(id.0 as usize) else {
+        let Some(row) = state.live.remove(&id.0) else {
             return;
         };
-        let c = &mut row.stats;
-        let (scope, left) = (c.scope, c.reserved);
-        c.reserved = 0;
-        c.live = false;
-        state.scope_sub(scope, left);
-        self.reserved.fetch_sub(left, Relaxed);
+        let (scope, left) = (row.stats.scope, row.stats.reserved);
+        // The scope's and the process's sums include what the row held.
+        if let Some(entry) = state.scopes.get_mut(&scope) {
+            entry.0 = release(entry.0, left, "scope");
+        }
+        let total = release(self.reserved.load(Relaxed), left, "ledger");
+        self.reserved.store(total, Relaxed);
+        if state.last_changed == Some(id) {
+            state.last_changed_name = Some(row.stats.name.clone());
+        }
+        state.fold(row);
     }
 
     /// Bytes reserved by all consumers now.
@@ -276,27 +447,52 @@ impl Ledger {
         self.lock().reserved_peak
     }
 
-    /// Every consumer so far, in registration order.
+    /// [`reserved_peak_instant`](Self::reserved_peak_instant) with its time
+    /// as milliseconds since `origin` (a session's start), if the peak came
+    /// at or after `origin`. Measured from `origin` itself, so that it
+    /// orders exactly with other times measured from there.
+    pub fn reserved_peak_since(&self, origin: Instant) -> Option<ReservedPeak> {
+        let state = self.lock();
+        let at = state.reserved_peak_at?;
+        let since = at.checked_duration_since(origin)?;
+        Some(ReservedPeak {
+            t_ms: since.as_millis() as u64,
+            ..state.reserved_peak
+        })
+    }
+
+    /// Every consumer: the live ones and the finished rows, by id (that
+    /// is, in registration order; a finished row sits where its first
+    /// consumer registered).
     pub fn consumers(&self) -> Vec<ConsumerStats> {
-        self.lock()
-            .consumers
-            .iter()
-            .map(|r| r.stats.clone())
-            .collect()
+        self.lock().rows(|_| true)
+    }
+
+    /// [`consumers`](Self::consumers) of the pool `pool_key` only.
+    pub fn consumers_in_pool(&self, pool_key: usize) -> Vec<ConsumerStats> {
+        self.lock().rows(|key| key == pool_key)
+    }
+
+    /// How many rows the ledger holds: live consumers plus finished rows.
+    /// Bounded by the live consumers, [`MAX_FINISHED_ROWS`] and two
+    /// [`OTHERS`] rows per scope, however many consumers came and went.
+    pub fn rows(&self) -> usize {
+        let state = self.lock();
+        state.live.len() + state.finished.len()
     }
 
     /// The `n` live consumers with the largest reservations, largest first
     /// (ties by name): those of the pool `pool_key` if it has any, else all.
     pub(crate) fn top_consumers(&self, pool_key: usize, n: usize) -> Vec<ConsumerStats> {
         let state = self.lock();
-        let live = state.consumers.iter().filter(|r| r.stats.live);
-        let mut top: Vec<ConsumerStats> = live
-            .clone()
+        let mut top: Vec<ConsumerStats> = state
+            .live
+            .values()
             .filter(|r| pool_key != 0 && r.pool_key == pool_key)
             .map(|r| r.stats.clone())
             .collect();
         if top.is_empty() {
-            top = live.map(|r| r.stats.clone()).collect();
+            top = state.live.values().map(|r| r.stats.clone()).collect();
         }
         drop(state);
         top.sort_by(|a, b| b.reserved.cmp(&a.reserved).then(a.name.cmp(&b.name)));
@@ -307,10 +503,11 @@ impl Ledger {
     /// The name of the consumer whose reservation changed last.
     pub fn last_changed(&self) -> Option<String> {
         let state = self.lock();
-        state
-            .last_changed
-            .and_then(|i| state.consumers.get(i))
-            .map(|r| r.stats.name.clone())
+        let id = state.last_changed?;
+        match state.live.get(&id.0) {
+            Some(row) => Some(row.stats.name.clone()),
+            None => state.last_changed_name.clone(),
+        }
     }
 
     /// Per scope that has had consumers: `(scope, reserved now, reserved
@@ -416,17 +613,56 @@ mod tests {
     }
 
     #[test]
-    fn shrinking_more_than_reserved_stops_at_zero_and_unknown_ids_are_ignored() {
+    fn shrinking_more_than_reserved_panics_and_changes_nothing() {
         let l = ledger();
-        let scope = Scope::new("ledger-test-clamp");
-        let a = l.register("ledger-test-clamp", false, scope);
+        let scope = Scope::new("ledger-test-over-release");
+        let a = l.register("ledger-test-over-release", false, scope);
         l.grow(a, 10);
-        l.shrink(a, 1_000);
+        let caught = std::panic::catch_unwind(|| l.shrink(a, 1_000)).unwrap_err();
+        assert_eq!(
+            caught.downcast_ref::<String>().map(String::as_str),
+            Some("ledger: ledger-test-over-release cannot release 1000 bytes out of 10 reserved")
+        );
         l.grow(ConsumerId(u64::MAX), 1_000);
-        assert_eq!(l.reserved_in(scope), (0, 10));
+        assert_eq!(l.reserved_in(scope), (10, 10), "nothing changed");
         let row = l.consumers().into_iter().find(|c| c.id == a).unwrap();
-        assert_eq!((row.reserved, row.reserved_peak), (0, 10));
+        assert_eq!((row.reserved, row.reserved_peak), (10, 10));
         l.unregister(a);
+        assert_eq!(l.reserved_in(scope), (0, 10));
+    }
+
+    #[test]
+    fn finished_consumers_fold_into_one_row_per_name() {
+        let l = ledger();
+        let scope = Scope::new("ledger-test-fold");
+        let key = Ledger::new_pool_key();
+        for peak in [300, 700, 200] {
+            let id = l.register_in_pool("ledger-test-fold", true, scope, key);
+            l.grow(id, peak);
+            l.refused(id);
+            l.shrink(id, peak / 2);
+            l.unregister(id);
+        }
+        let live = l.register_in_pool("ledger-test-fold", true, scope, key);
+        l.grow(live, 5);
+        let rows = l.consumers_in_pool(key);
+        let summary: Vec<_> = rows
+            .iter()
+            .map(|c| {
+                (
+                    c.live,
+                    c.reserved,
+                    c.reserved_peak,
+                    c.refusals,
+                    c.registrations,
+                )
+            })
+            .collect();
+        assert_eq!(summary, vec![(false, 0, 700, 3, 3), (true, 5, 5, 0, 1)]);
+        assert!(rows[0].id < rows[1].id, "the finished row sits first");
+        l.unregister(live);
+        assert_eq!(l.consumers_in_pool(key).len(), 1);
+        assert_eq!(l.reserved_in(scope), (0, 700));
     }
 
     #[test]

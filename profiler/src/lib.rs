@@ -50,7 +50,8 @@ pub use ledger::{ConsumerId, ConsumerStats, Ledger, ledger, report_external};
 pub use measure::{MeasuredFuture, Measurement, measure, measure_future};
 pub use pool::{
     ArbiterPool, ConsumerInfo, FairSpillPool, GreedyPool, MemoryConsumer, MemoryPool,
-    MemoryReservation, PoolError, PoolKind, SpillFn, UnboundedPool, limit_from_env, pool_from_env,
+    MemoryReservation, PoolError, PoolKind, ReleaseError, SpillFn, UnboundedPool, limit_from_env,
+    pool_from_env,
 };
 pub use session::Session;
 pub use summary::summary;

@@ -1,4 +1,7 @@
 //! What the kernel says about this process: `/proc/self/statm` and `status`.
+//!
+//! A figure that cannot be read (no `/proc`, an unexpected format) is
+//! `None`, never 0: the report writes it as `null`.
 
 /// Bytes per page.
 fn page_size() -> u64 {
@@ -7,8 +10,8 @@ fn page_size() -> u64 {
     if size > 0 { size as u64 } else { 4096 }
 }
 
-/// Resident set size now, from `/proc/self/statm` (0 if unreadable).
-pub fn rss_bytes() -> u64 {
+/// Resident set size now, from `/proc/self/statm` (`None` if unreadable).
+pub fn rss_bytes() -> Option<u64> {
     Statm::open().rss_bytes()
 }
 
@@ -21,7 +24,7 @@ pub struct Statm {
 }
 
 impl Statm {
-    /// Opens `/proc/self/statm` (readings are 0 if it cannot be opened).
+    /// Opens `/proc/self/statm` (readings are `None` if it cannot be opened).
     pub fn open() -> Statm {
         Statm {
             file: std::fs::File::open("/proc/self/statm").ok(),
@@ -30,28 +33,37 @@ impl Statm {
         }
     }
 
-    /// Resident set size now, in bytes.
-    pub fn rss_bytes(&mut self) -> u64 {
+    /// Resident set size now, in bytes (`None` if unreadable).
+    pub fn rss_bytes(&mut self) -> Option<u64> {
         use std::os::unix::fs::FileExt;
-        let Some(file) = &self.file else {
-            return 0;
-        };
-        let n = file.read_at(&mut self.buf, 0).unwrap_or(0);
-        std::str::from_utf8(&self.buf[..n])
-            .ok()
-            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-            .map_or(0, |pages| pages * self.page)
+        let file = self.file.as_ref()?;
+        let n = file.read_at(&mut self.buf, 0).ok()?;
+        let pages = std::str::from_utf8(&self.buf[..n])
+            .ok()?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()?;
+        pages.checked_mul(self.page)
     }
 }
 
-/// `VmRSS` and `VmHWM` from `/proc/self/status`, in bytes (0 if unreadable).
-pub fn status_rss_hwm() -> (u64, u64) {
-    let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+/// `VmRSS` and `VmHWM` from `/proc/self/status`, in bytes (`None` if
+/// unreadable).
+pub fn status_rss_hwm() -> (Option<u64>, Option<u64>) {
+    match std::fs::read_to_string("/proc/self/status") {
+        Ok(text) => status_fields(&text),
+        Err(_) => (None, None),
+    }
+}
+
+/// `VmRSS` and `VmHWM` from the text of a `status` file, in bytes.
+fn status_fields(text: &str) -> (Option<u64>, Option<u64>) {
     let field = |key: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(key))
             .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
+            .and_then(|kib| kib.checked_mul(1024))
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
@@ -97,9 +109,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn unreadable_figures_are_none_not_zero() {
+        let mut missing = Statm {
+            file: None,
+            page: 4096,
+            buf: [0; 128],
+        };
+        assert_eq!(missing.rss_bytes(), None);
+        assert_eq!(
+            status_fields("Name:\tx\nVmHWM:\t12 kB\n"),
+            (None, Some(12 * 1024))
+        );
+        assert_eq!(status_fields("VmRSS: lots\n"), (None, None));
+    }
+
+    #[test]
     fn rss_readings_are_plausible_and_agree() {
-        let rss = rss_bytes();
+        let rss = rss_bytes().unwrap();
         let (vm_rss, hwm) = status_rss_hwm();
+        let (vm_rss, hwm) = (vm_rss.unwrap(), hwm.unwrap());
         assert!(
             rss > 1 << 20,
             "a running test process holds more than 1 MiB: {rss}"
@@ -110,7 +138,7 @@ mod tests {
             rss.abs_diff(vm_rss) < 16 << 20,
             "statm {rss} vs status {vm_rss}"
         );
-        let again = Statm::open().rss_bytes();
+        let again = Statm::open().rss_bytes().unwrap();
         assert!(
             again.abs_diff(rss) < 16 << 20,
             "pread statm {again} vs {rss}"

@@ -53,6 +53,12 @@ pub struct Report {
     /// Per scope: allocated, reserved, untracked.
     #[serde(default)]
     pub scopes: Vec<ScopeReport>,
+    /// Distinct scope names that found the allocator's scope table full
+    /// ([`MAX_SCOPES`](memledger_alloc::MAX_SCOPES)): their bytes went to
+    /// the `overflow` scope, so no scope of that name is listed. 0 when
+    /// every scope fit.
+    #[serde(default)]
+    pub overflowed_scope_names: u64,
     /// Per consumer: reserved now and at its peak.
     #[serde(default)]
     pub consumers: Vec<ConsumerReport>,
@@ -71,12 +77,15 @@ pub struct Report {
 pub struct ProcessReport {
     /// The process id.
     pub pid: u32,
-    /// Resident set size when the report was written (`VmRSS`).
-    pub rss_bytes: u64,
-    /// Peak resident set size (`VmHWM` from `/proc/self/status`).
-    pub peak_rss_bytes: u64,
-    /// `VmHWM` as read, kept under its kernel name for cross-checks.
-    pub vm_hwm_bytes: u64,
+    /// Resident set size when the report was written (`VmRSS`); `null`
+    /// when `/proc/self/status` could not be read.
+    pub rss_bytes: Option<u64>,
+    /// Peak resident set size (`VmHWM` from `/proc/self/status`); `null`
+    /// when it could not be read.
+    pub peak_rss_bytes: Option<u64>,
+    /// `VmHWM` as read, kept under its kernel name for cross-checks; `null`
+    /// when it could not be read.
+    pub vm_hwm_bytes: Option<u64>,
     /// mimalloc's own `mi_process_info` peak RSS, when mimalloc is the inner
     /// allocator. mimalloc takes it from `getrusage`, whose high-water mark
     /// survives `exec`: it can exceed `vm_hwm_bytes` by what the process
@@ -179,7 +188,8 @@ pub struct ScopeReport {
     pub external_bytes: u64,
 }
 
-/// One holder of a reservation.
+/// One holder of a reservation, or the consumers of one name that finished
+/// (see `registrations`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ConsumerReport {
     /// The consumer's name.
@@ -190,14 +200,23 @@ pub struct ConsumerReport {
     pub can_spill: bool,
     /// Reserved at the end.
     pub reserved_bytes: u64,
-    /// Highest reservation.
+    /// Highest reservation (of any consumer the row stands for).
     pub reserved_peak_bytes: u64,
-    /// Reservation requests the pool refused.
+    /// Reservation requests the pool refused (summed over the row).
     #[serde(default)]
     pub refusals: u64,
-    /// Times the pool asked it to spill (arbiter pools).
+    /// Times the pool asked it to spill (arbiter pools; summed over the row).
     #[serde(default)]
     pub spills: u64,
+    /// How many consumers the row stands for: 1 for a consumer still
+    /// registered; consumers that unregistered are folded into one row per
+    /// pool, scope, name and spill flag (name `(others)` past 4096 rows).
+    #[serde(default = "one")]
+    pub registrations: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// Reserved vs. allocated vs. resident.
@@ -236,8 +255,8 @@ pub struct ScopeAtPeak {
 pub struct Instant {
     /// Milliseconds since the session started.
     pub t_ms: u64,
-    /// Resident set size then.
-    pub rss_bytes: u64,
+    /// Resident set size then; `null` when `/proc/self/statm` could not be read.
+    pub rss_bytes: Option<u64>,
     /// Live heap (requested bytes) then.
     pub heap_live_bytes: i64,
     /// Reserved total then.
@@ -294,8 +313,8 @@ pub struct Timeline {
 pub struct Sample {
     /// Milliseconds since the session started.
     pub t_ms: u64,
-    /// Resident set size (`/proc/self/statm`).
-    pub rss_bytes: u64,
+    /// Resident set size (`/proc/self/statm`); `null` when it could not be read.
+    pub rss_bytes: Option<u64>,
     /// Live heap (requested bytes), the profiler's own excluded.
     pub heap_live_bytes: i64,
     /// Reserved total.

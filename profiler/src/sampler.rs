@@ -105,6 +105,8 @@ pub struct Observed {
     /// Samples waiting to be merged into the next entry.
     pending: Option<(Sample, usize)>,
     drift_seen: bool,
+    /// Samples recorded so far.
+    recorded: u64,
 }
 
 /// Two samples as one: the first one's time, each field's maximum, the top
@@ -131,6 +133,7 @@ impl Observed {
     /// one, raises the per-scope untracked peaks; at a new heap peak without
     /// one, this walks the scopes itself (see [`PEAK_WALK_STEP`]).
     pub fn record(&mut self, sample: Sample, walk: Option<&[ScopeNow]>, max_samples: usize) {
+        self.recorded += 1;
         if let Some(walk) = walk {
             self.observe_scopes(walk);
         }
@@ -236,6 +239,11 @@ impl Observed {
             .filter(|&v| v != i64::MIN)
     }
 
+    /// How many samples were recorded (before any merging).
+    pub fn recorded(&self) -> u64 {
+        self.recorded
+    }
+
     /// Flushes a partly merged entry into the timeline.
     pub fn close(&mut self) {
         if let Some((acc, _)) = self.pending.take() {
@@ -293,7 +301,7 @@ pub fn sample_now(t_ms: u64, walk: Option<&[ScopeNow]>) -> Sample {
 
 /// A sample from an RSS reading and the profiler's own live bytes (`own`,
 /// left out of the heap).
-fn sample_with(t_ms: u64, walk: Option<&[ScopeNow]>, rss_bytes: u64, own: i64) -> Sample {
+fn sample_with(t_ms: u64, walk: Option<&[ScopeNow]>, rss_bytes: Option<u64>, own: i64) -> Sample {
     let heap = memledger_alloc::heap().live_requested - own;
     let reserved = ledger().reserved();
     Sample {
@@ -391,6 +399,41 @@ impl Sampler {
         }
     }
 
+    /// A sampler without a thread: it samples only when
+    /// [`record_now`](Self::record_now) is called (and once more when it
+    /// stops), keeping at most `max_samples` timeline entries (at least 2).
+    /// For tests and for programs that sample at points of their choosing;
+    /// the timeline's interval is 0.
+    pub fn manual(max_samples: usize) -> Sampler {
+        Sampler {
+            observed: Arc::new(Mutex::new(Observed::default())),
+            stop: Arc::new(AtomicBool::new(true)),
+            handle: None,
+            start: Clock::now(),
+            max_samples: max_samples.max(2),
+        }
+    }
+
+    /// Takes one sample now, with a walk over every scope, and records it.
+    pub fn record_now(&self) {
+        let _scope = internal_scope().enter();
+        let mut sample = sample_now(self.elapsed_ms(), None);
+        let walk = walk_scopes();
+        sample.top_scopes = top_scopes(&walk);
+        lock(&self.observed).record(sample, Some(&walk), self.max_samples);
+    }
+
+    /// How many samples were recorded so far (by the thread and by
+    /// [`record_now`](Self::record_now)).
+    pub fn recorded(&self) -> u64 {
+        lock(&self.observed).recorded()
+    }
+
+    /// When the sampler started: the origin of its samples' `t_ms`.
+    pub fn started_at(&self) -> Clock {
+        self.start
+    }
+
     /// Milliseconds since the sampler started.
     pub fn elapsed_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
@@ -444,7 +487,7 @@ mod tests {
     fn sample(t: u64, rss: u64, heap: i64, reserved: u64) -> Sample {
         Sample {
             t_ms: t,
-            rss_bytes: rss,
+            rss_bytes: Some(rss),
             heap_live_bytes: heap,
             reserved_bytes: reserved,
             untracked_bytes: heap - reserved as i64,
@@ -479,7 +522,7 @@ mod tests {
                 o.peaks.heap.rss_bytes,
                 o.peaks.heap.reserved_bytes
             ),
-            (20, 150, 30)
+            (20, Some(150), 30)
         );
         assert_eq!(
             (
@@ -487,7 +530,7 @@ mod tests {
                 o.peaks.reserved.rss_bytes,
                 o.peaks.reserved.heap_live_bytes
             ),
-            (40, 180, 70)
+            (40, Some(180), 70)
         );
         assert_eq!((o.drift.untracked_bytes, o.drift.t_ms), (90, 20));
     }

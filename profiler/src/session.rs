@@ -86,6 +86,28 @@ impl Session {
         memory_limit: Option<u64>,
         interval: Duration,
     ) -> Session {
+        Session::with_sampler(report_path, memory_limit, Sampler::start(interval))
+    }
+
+    /// A session like [`new`](Self::new) whose sampler has no thread: it
+    /// samples only at [`record_sample`](Self::record_sample) and when the
+    /// report is built, so its timeline is exactly the instants the program
+    /// chose (tests, programs with their own phases).
+    pub fn manual(report_path: Option<PathBuf>, memory_limit: Option<u64>) -> Session {
+        Session::with_sampler(
+            report_path,
+            memory_limit,
+            Sampler::manual(crate::sampler::MAX_SAMPLES),
+        )
+    }
+
+    /// A session whose times (the report's `t_ms`) count from the
+    /// sampler's start, like its samples.
+    fn with_sampler(
+        report_path: Option<PathBuf>,
+        memory_limit: Option<u64>,
+        sampler: Sampler,
+    ) -> Session {
         Session {
             report_path,
             memory_limit,
@@ -94,9 +116,17 @@ impl Session {
             pool_kind: None,
             pool: OnceLock::new(),
             error: None,
-            sampler: Some(Sampler::start(interval)),
-            start: std::time::Instant::now(),
+            start: sampler.started_at(),
+            sampler: Some(sampler),
             finished: false,
+        }
+    }
+
+    /// Takes one timeline sample now (RSS, heap, reserved, with a walk over
+    /// every scope), whatever the sampling interval.
+    pub fn record_sample(&self) {
+        if let Some(sampler) = &self.sampler {
+            sampler.record_now();
         }
     }
 
@@ -223,6 +253,7 @@ impl Session {
             heap,
             threads: audit::thread_reports(),
             scopes: audit::scope_reports(observed),
+            overflowed_scope_names: memledger_alloc::overflowed_scope_names(),
             consumers: audit::consumer_reports(),
             timeline: observed.timeline.clone(),
             external: audit::external_reports(),

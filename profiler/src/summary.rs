@@ -14,11 +14,16 @@ fn ratio(a: i64, b: u64) -> String {
     }
 }
 
+/// Human bytes, or `-` for a figure that was not measured.
+fn measured(bytes: Option<u64>) -> String {
+    bytes.map_or_else(|| "-".to_string(), |b| human(b as i64))
+}
+
 fn instant(name: &str, i: &Instant) -> String {
     format!(
         "  at the {name:<8} peak (t={} ms): RSS {}, heap {}, reserved {}, untracked {}\n",
         i.t_ms,
-        human(i.rss_bytes as i64),
+        measured(i.rss_bytes),
         human(i.heap_live_bytes),
         human(i.reserved_bytes as i64),
         human(i.untracked_bytes()),
@@ -27,8 +32,9 @@ fn instant(name: &str, i: &Instant) -> String {
 
 /// The report as a few lines of text: peaks, the time-aligned view, the
 /// drift peak, the scopes that allocated most beyond what they reserved
-/// (over the run and at the heap peak), refusals and spills, and external
-/// bytes. Every line ends with `\n`.
+/// (over the run and at the heap peak), scope names that found the scope
+/// table full, refusals and spills, and external bytes. Every line ends
+/// with `\n`.
 pub fn summary(r: &Report) -> String {
     let mut out = String::new();
     let label = r.label.as_deref().unwrap_or("run");
@@ -50,7 +56,7 @@ pub fn summary(r: &Report) -> String {
     let _ = writeln!(
         out,
         "  peak RSS {} | heap peak {} requested, {} usable | reserved peak {} | heap/reserved {} | {} allocations",
-        human(r.process.peak_rss_bytes as i64),
+        measured(r.process.peak_rss_bytes),
         human(r.heap.peak_requested_bytes),
         human(r.heap.peak_usable_bytes),
         human(r.audit.reserved_peak_bytes as i64),
@@ -114,6 +120,13 @@ pub fn summary(r: &Report) -> String {
                 human(s.live_requested_bytes - s.reserved_bytes as i64),
             );
         }
+    }
+    if r.overflowed_scope_names > 0 {
+        let _ = writeln!(
+            out,
+            "  scope table full: {} scope names were charged to `overflow`",
+            r.overflowed_scope_names
+        );
     }
     let busy: Vec<_> = r
         .consumers
@@ -187,7 +200,12 @@ mod tests {
             bytes: 1024,
             peak_bytes: 4 << 20,
         }];
+        r.overflowed_scope_names = 3;
         let text = summary(&r);
+        assert!(
+            text.contains("scope table full: 3 scope names were charged to `overflow`"),
+            "{text}"
+        );
         assert!(text.starts_with("memledger report: q7, "), "{text}");
         assert!(text.contains("heap/reserved 4.0x"), "{text}");
         assert!(text.contains("sampled every 10 ms"), "{text}");

@@ -22,17 +22,31 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 const MIB: i64 = 1 << 20;
 
+/// Waits until `sampler` has recorded `n` samples; a bounded wait, so a
+/// sampler that stopped fails the test instead of hanging it.
+fn wait_for_samples(sampler: &Sampler, n: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while sampler.recorded() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sampler thread recorded {} of {n} samples",
+            sampler.recorded()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 #[test]
 fn a_consumer_reserving_1_mib_while_allocating_3_mib_shows_2_mib_untracked() {
     let _s = serial();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("report.json");
-    let session = Session::new(Some(path.clone()), None, Duration::from_millis(5));
+    let session = Session::manual(Some(path.clone()), None);
     let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedPool::new());
     let mut r = MemoryConsumer::new("ToyOperator[0]").register(&pool);
     r.try_grow(MIB as usize).unwrap();
     let data = Scope::new("ToyOperator[0]").in_scope(|| vec![7u8; 3 * MIB as usize]);
-    std::thread::sleep(Duration::from_millis(100));
+    session.record_sample();
     let report = session.finish().unwrap();
     let scope = report
         .scopes
@@ -87,17 +101,24 @@ fn a_consumer_reserving_1_mib_while_allocating_3_mib_shows_2_mib_untracked() {
 #[test]
 fn time_aligned_peaks_come_from_real_samples() {
     let _s = serial();
-    let session = Session::new(None, None, Duration::from_millis(2));
+    // Samples taken exactly where the script says, by a sampler without a thread.
+    let session = Session::manual(None, None);
     let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedPool::new());
     let mut r = MemoryConsumer::new("Aligned[0]").register(&pool);
     // Heap peak first (40 MiB, 1 MiB reserved), reserved peak later (8 MiB reserved, little heap).
     r.try_grow(MIB as usize).unwrap();
     let big = vec![1u8; 40 * MIB as usize];
-    std::thread::sleep(Duration::from_millis(120));
+    session.record_sample();
     drop(big);
     r.try_grow(7 * MIB as usize).unwrap();
-    std::thread::sleep(Duration::from_millis(120));
+    session.record_sample();
     let report = session.finish().unwrap();
+    let samples = &report.timeline.samples;
+    assert_eq!(samples.len(), 3, "two recorded, one when it finished");
+    assert_eq!(
+        (samples[0].reserved_bytes, samples[1].reserved_bytes),
+        (MIB as u64, 8 * MIB as u64)
+    );
     let p = report.audit.peaks;
     assert!(
         p.heap.heap_live_bytes >= 40 * MIB,
@@ -113,7 +134,8 @@ fn time_aligned_peaks_come_from_real_samples() {
         p.reserved.heap_live_bytes < 40 * MIB,
         "heap at the reserved peak"
     );
-    assert!(p.heap.t_ms < p.reserved.t_ms);
+    assert_eq!(p.heap.t_ms, samples[0].t_ms);
+    assert!(p.heap.t_ms <= p.reserved.t_ms);
     assert!(report.audit.drift_peak.untracked_bytes >= 39 * MIB);
     assert_eq!(
         report.audit.drift_peak.consumer.as_deref(),
@@ -138,7 +160,7 @@ fn a_session_dropped_early_still_writes_its_report() {
     assert_eq!(report.error.as_deref(), Some("pool said no"));
     assert_eq!(report.memory_limit_bytes, Some(1 << 30));
     assert_eq!(report.schema, REPORT_SCHEMA);
-    assert!(report.process.peak_rss_bytes > 0 && report.heap.allocations > 0);
+    assert!(report.process.peak_rss_bytes > Some(0) && report.heap.allocations > 0);
 }
 
 #[test]
@@ -148,6 +170,13 @@ fn reports_round_trip_and_unknown_majors_are_refused() {
     report.heap.peak_requested_bytes = 123;
     let back = Report::from_json(&report.to_json()).unwrap();
     assert_eq!(back, report);
+    // Figures nobody measured (no `/proc`) are null, and read back as such.
+    let json = report.to_json();
+    assert!(json.contains("\"peak_rss_bytes\": null"), "{json}");
+    assert_eq!(back.process.peak_rss_bytes, None);
+    let measured = json.replace("\"peak_rss_bytes\": null", "\"peak_rss_bytes\": 4096");
+    let measured = Report::from_json(&measured).unwrap();
+    assert_eq!(measured.process.peak_rss_bytes, Some(4096));
     let future = report
         .to_json()
         .replace("memledger.report/1", "memledger.report/2");
@@ -177,41 +206,47 @@ fn reports_round_trip_and_unknown_majors_are_refused() {
 #[test]
 fn the_sampler_thread_keeps_its_timeline_within_the_bound_on_a_long_run() {
     let _s = serial();
-    // 1 ms samples into at most 16 entries: 400 ms is 25 times the bound.
+    // 1 ms samples into at most 16 entries; the test waits for sample
+    // counts, not for time: 400 samples are 25 times the bound.
     let sampler = Sampler::start_bounded(Duration::from_millis(1), 16);
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_samples(&sampler, 200);
     let spike = vec![1u8; 32 * MIB as usize];
-    std::thread::sleep(Duration::from_millis(60));
+    // The sample under way may have read the heap before the spike; the
+    // next one starts after it.
+    wait_for_samples(&sampler, sampler.recorded() + 2);
     drop(spike);
-    std::thread::sleep(Duration::from_millis(140));
+    wait_for_samples(&sampler, 400);
     let observed = sampler.stop();
+    assert!(observed.recorded() > 400, "{}", observed.recorded());
     let samples = &observed.timeline.samples;
     assert!(samples.len() <= 16, "{} entries", samples.len());
-    assert!(samples.len() >= 4, "{} entries", samples.len());
+    assert!(samples.len() >= 8, "{} entries", samples.len());
     assert!(observed.timeline.downsampled);
     let highest = samples.iter().map(|s| s.heap_live_bytes).max().unwrap();
     assert!(highest >= 32 * MIB, "the spike survived merging: {highest}");
-    let last = samples.last().unwrap().t_ms;
-    assert!(
-        last >= 300,
-        "the timeline spans the run: last entry at {last} ms"
-    );
+    let spikes = samples
+        .iter()
+        .filter(|s| s.heap_live_bytes >= 32 * MIB)
+        .count();
+    assert!(spikes < samples.len() / 2, "the spike is not everywhere");
+    let times: Vec<u64> = samples.iter().map(|s| s.t_ms).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{times:?}");
 }
 
 #[test]
 fn a_scope_untracked_peak_is_seen_even_when_its_peaks_coincide() {
     let _s = serial();
-    let session = Session::new(None, None, Duration::from_millis(2));
+    let session = Session::manual(None, None);
     let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedPool::new());
     let scope = Scope::new("LateReserver[0]");
     let mut r = MemoryConsumer::new("LateReserver[0]").register(&pool);
-    // 8 MiB allocated with 1 MiB reserved for a while, then reserved in
+    // 8 MiB allocated with 1 MiB reserved at one sample, then reserved in
     // full: heap peak − reserved peak is 0, but 7 MiB went untracked.
     r.grow(MIB as usize);
     let data = scope.in_scope(|| vec![3u8; 8 * MIB as usize]);
-    std::thread::sleep(Duration::from_millis(150));
+    session.record_sample();
     r.grow(7 * MIB as usize);
-    std::thread::sleep(Duration::from_millis(30));
+    session.record_sample();
     let mid = session.report();
     let report = session.finish().unwrap();
     for rep in [&mid, &report] {
@@ -224,9 +259,10 @@ fn a_scope_untracked_peak_is_seen_even_when_its_peaks_coincide() {
         assert_eq!(s.untracked_peak_bytes, 7 * MIB);
         assert_eq!(s.untracked_bytes, 0);
     }
-    assert!(
-        mid.timeline.samples.len() >= 10,
-        "a mid-run report carries the timeline"
+    assert_eq!(
+        mid.timeline.samples.len(),
+        3,
+        "a mid-run report carries the timeline and one sample now"
     );
     assert!(mid.audit.peaks.heap.heap_live_bytes >= 8 * MIB);
     let now = scope_audit(scope);
@@ -240,19 +276,24 @@ fn a_scope_untracked_peak_is_seen_even_when_its_peaks_coincide() {
 #[test]
 fn the_ledger_catches_a_reserved_peak_between_two_samples() {
     let _s = serial();
-    // One sample at the start and one at the end: the spike falls between.
-    let session = Session::new(None, None, Duration::from_secs(60));
-    std::thread::sleep(Duration::from_millis(50));
+    // One sample before and one after: the spike falls between.
+    let session = Session::manual(None, None);
+    session.record_sample();
     let pool: Arc<dyn MemoryPool> = Arc::new(UnboundedPool::new());
     let mut r = MemoryConsumer::new("Spike[0]").register(&pool);
     r.grow(1 << 40);
     r.free();
-    std::thread::sleep(Duration::from_millis(20));
+    session.record_sample();
     let report = session.finish().unwrap();
+    let samples = &report.timeline.samples;
+    assert!(samples.iter().all(|s| s.reserved_bytes < 1 << 40));
     let at = report.audit.peaks.reserved;
     assert_eq!(at.reserved_bytes, 1 << 40);
-    assert!(at.t_ms >= 50 && at.t_ms < report.wall_ms, "{at:?}");
-    assert!(at.rss_bytes > 0, "RSS from the nearest sample");
+    assert!(
+        samples[0].t_ms <= at.t_ms && at.t_ms <= samples[1].t_ms,
+        "{at:?} between {samples:?}"
+    );
+    assert!(at.rss_bytes > Some(0), "RSS from the nearest sample");
     assert_eq!(report.audit.reserved_peak_bytes, 1 << 40);
 }
 

@@ -4,9 +4,8 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
-use memledger_alloc::{MiMalloc, Scope, Tracked};
+use memledger_alloc::{MAX_SCOPES, MiMalloc, Scope, Tracked};
 use memledger_profiler::{GreedyPool, MemoryConsumer, MemoryPool, measure, measure_future};
 
 #[global_allocator]
@@ -26,15 +25,19 @@ const MIB: i64 = 1 << 20;
 #[test]
 fn two_concurrent_measurements_see_only_their_own_allocations() {
     let _s = serial();
+    // Both regions are under way at once: they meet here before allocating.
+    let both_in = Arc::new(std::sync::Barrier::new(2));
     let handles: Vec<_> = [3usize, 5]
         .into_iter()
         .map(|mib| {
+            let both_in = Arc::clone(&both_in);
             std::thread::spawn(move || {
                 measure(|| {
+                    both_in.wait();
                     let mut keep = Vec::new();
                     for _ in 0..20 {
                         let v = vec![0u8; mib << 20];
-                        std::thread::sleep(Duration::from_millis(1));
+                        std::thread::yield_now();
                         keep.push(vec![1u8; 1000]);
                         drop(v);
                     }
@@ -53,7 +56,10 @@ fn two_concurrent_measurements_see_only_their_own_allocations() {
         assert!(m.live_at_end_bytes >= 20 * 1000 && m.live_at_end_bytes < 20 * 1000 + 1024);
         assert!(m.allocations >= 40 && m.allocations < 50, "{m:?}");
     }
-    assert_ne!(results[0].scope, results[1].scope);
+    assert_ne!(
+        results[0].scope, results[1].scope,
+        "one scope per region under way"
+    );
 }
 
 #[test]
@@ -169,4 +175,54 @@ fn a_future_is_measured_across_polls_on_different_threads() {
     assert_eq!(m.live_at_end_bytes, 0, "{m:?}");
     let outside = Scope::current();
     assert_ne!(outside, m.scope, "the scope is left after the poll");
+}
+
+#[test]
+fn more_measurements_than_scopes_reuse_scopes_and_stay_exact() {
+    let _s = serial();
+    let overflowed = memledger_alloc::overflowed_scope_names();
+    let mut scopes = std::collections::BTreeSet::new();
+    for i in 0..MAX_SCOPES + 100 {
+        let bytes = 1000 + i % 7;
+        let (_, m) = measure(|| drop(vec![0u8; bytes]));
+        assert_eq!(
+            (m.peak_bytes, m.allocations, m.live_at_end_bytes),
+            (bytes as i64, 1, 0),
+            "measurement {i}"
+        );
+        assert_ne!(m.scope, Scope::OVERFLOW, "measurement {i}");
+        scopes.insert(m.scope);
+    }
+    assert!(scopes.len() <= 2, "{} scopes for one thread", scopes.len());
+    assert_eq!(memledger_alloc::overflowed_scope_names(), overflowed);
+}
+
+#[test]
+fn a_scope_reserved_peak_is_the_peak_of_its_consumers_sum() {
+    let _s = serial();
+    let pool: Arc<dyn MemoryPool> = Arc::new(GreedyPool::new(1 << 30));
+    let (_, m) = measure(|| {
+        let mut a = MemoryConsumer::new("SumPeakA[0]").register(&pool);
+        let mut b = MemoryConsumer::new("SumPeakB[0]").register(&pool);
+        // A peaks at 3 MiB alone; B peaks at 2 MiB while A holds 1 MiB.
+        a.try_grow(3 * MIB as usize).unwrap();
+        a.shrink(2 * MIB as usize);
+        b.try_grow(2 * MIB as usize).unwrap();
+        b.free();
+        // The heap: 3.5 MiB at most, over the 3 MiB peak of the sum.
+        drop(vec![0u8; 7 * MIB as usize / 2]);
+    });
+    assert_eq!(
+        m.reserved_peak_bytes,
+        3 * MIB as u64,
+        "the peak of the sum, not 3 + 2 MiB"
+    );
+    // The region's own small allocations (the registrations) come on top.
+    assert!(
+        m.peak_bytes >= 7 * MIB / 2 && m.peak_bytes < 7 * MIB / 2 + 4096,
+        "{m:?}"
+    );
+    assert_eq!(m.untracked_peak_bytes, m.peak_bytes - 3 * MIB);
+    assert!(m.check_within_reservation(0.1).is_err());
+    assert!(m.check_within_reservation(0.2).is_ok());
 }

@@ -26,7 +26,7 @@ use datafusion_execution::memory_pool::{
     MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
 };
 use memledger_alloc::Scope;
-use memledger_profiler::{ConsumerId, ConsumerStats, ledger};
+use memledger_profiler::{ConsumerId, ConsumerStats, Ledger, ledger};
 
 /// A DataFusion [`MemoryPool`] that forwards to `inner` and records every
 /// reservation in memledger's ledger.
@@ -34,8 +34,9 @@ pub struct AuditedPool {
     inner: Arc<dyn MemoryPool>,
     /// DataFusion consumer id -> ledger id, for registered consumers.
     live: Mutex<HashMap<usize, ConsumerId>>,
-    /// Every ledger id this pool created, in registration order.
-    all: Mutex<Vec<ConsumerId>>,
+    /// This pool's key in the ledger, which keeps its consumers' rows
+    /// (folded once they unregister, so a long-lived pool stays bounded).
+    key: usize,
 }
 
 impl AuditedPool {
@@ -44,7 +45,7 @@ impl AuditedPool {
         AuditedPool {
             inner,
             live: Mutex::new(HashMap::new()),
-            all: Mutex::new(Vec::new()),
+            key: Ledger::new_pool_key(),
         }
     }
 
@@ -54,13 +55,11 @@ impl AuditedPool {
     }
 
     /// The ledger's figures for every consumer this pool has seen, in
-    /// registration order (unregistered ones keep their peaks).
+    /// registration order: live ones, and one row per name (and scope) for
+    /// those that unregistered, with their largest peak
+    /// ([`ConsumerStats::registrations`] says how many it stands for).
     pub fn consumers(&self) -> Vec<ConsumerStats> {
-        let ids: Vec<ConsumerId> = lock(&self.all).clone();
-        let all = ledger().consumers();
-        ids.iter()
-            .filter_map(|id| all.iter().find(|c| c.id == *id).cloned())
-            .collect()
+        ledger().consumers_in_pool(self.key)
     }
 
     fn id_of(&self, reservation: &MemoryReservation) -> Option<ConsumerId> {
@@ -102,9 +101,8 @@ impl MemoryPool for AuditedPool {
             Scope::UNSCOPED => Scope::new(consumer.name()),
             scope => scope,
         };
-        let id = ledger().register(consumer.name(), consumer.can_spill(), scope);
+        let id = ledger().register_in_pool(consumer.name(), consumer.can_spill(), scope, self.key);
         lock(&self.live).insert(consumer.id(), id);
-        lock(&self.all).push(id);
     }
 
     fn unregister(&self, consumer: &MemoryConsumer) {

@@ -6,7 +6,8 @@
 //!  try_grow(c, n): used + n <= threshold ─yes─► grant
 //!                        │ no: need = used + n - threshold
 //!                        ▼  (pool lock released before any callback runs)
-//!  other spillable consumers with a callback, largest reservation first:
+//!  other spillable consumers with a callback, not busy themselves,
+//!  largest reservation first:
 //!  spill(need) → each shrinks its own reservation → used drops → need drops
 //!                        ▼  until need is 0 or nobody is left to ask
 //!  used + n <= limit ? grant : refuse (PoolError names the top consumers)
@@ -16,25 +17,34 @@
 //! pool spills only what it must; a lower threshold
 //! ([`ArbiterPool::with_threshold`]) spills early and keeps headroom for
 //! memory the reservations do not cover.
+//!
+//! Spilling cannot deadlock: see [the rules](super#spilling-never-deadlocks).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use super::{ConsumerInfo, MemoryPool, PoolError};
-use crate::ledger::ledger;
+use super::{
+    ConsumerInfo, MemoryPool, MemoryReservation, PoolError, checked_release, checked_total,
+};
 
 /// A pool that makes room by asking spillable consumers to spill (the
 /// "memory arbiter" idea). Invariants: `used` is the sum of its
-/// reservations; `threshold <= limit`; callbacks never run while the pool's
-/// locks are held, so a callback may shrink its reservation (which calls
-/// back into the pool) and take its operator's own locks.
+/// reservations and never wraps; `threshold <= limit`; callbacks never run
+/// while the pool's locks are held, so a callback may shrink its reservation
+/// (which calls back into the pool).
 ///
 /// A consumer is asked only when another consumer's request needs room (it
 /// handles its own refusals), only if it registered a callback
-/// ([`MemoryConsumer::with_spill`](crate::MemoryConsumer::with_spill)) and
-/// holds a reservation; each is asked at most once per request, for the
-/// bytes still missing. What a callback returns is taken as information;
-/// the pool trusts only its own count of what was shrunk.
+/// ([`MemoryConsumer::with_spill`](crate::MemoryConsumer::with_spill)),
+/// holds a reservation and is not busy ([`ConsumerInfo::is_busy`]: asking
+/// a pool itself, when its operator may be holding its own lock while it
+/// waits, or already spilling); each is asked at most once per request, for
+/// the bytes still missing. So two operators that hold their own locks
+/// while asking never wait on each other. What a callback returns is taken as
+/// information; the pool trusts only its own count of what was shrunk.
+///
+/// Callbacks must not block (use `try_lock` on the operator's state and
+/// return 0 when it is busy): the pool waits for each callback to return.
 #[derive(Debug)]
 pub struct ArbiterPool {
     limit: u64,
@@ -84,27 +94,34 @@ impl ArbiterPool {
     }
 
     /// Grants `additional` if the total stays within `bound`; otherwise
-    /// returns by how many bytes it would exceed it.
-    fn grant(&self, additional: u64, bound: u64) -> Result<(), u64> {
+    /// returns by how many bytes it would exceed it (`None`: the total does
+    /// not even fit in a `u64`, no spill can help).
+    fn grant(&self, additional: u64, bound: u64) -> Result<(), Option<u64>> {
         let mut used = self.used();
-        let total = used.saturating_add(additional);
+        let Some(total) = used.checked_add(additional) else {
+            return Err(None);
+        };
         if total <= bound {
             *used = total;
             self.reserved.store(total, Relaxed);
             Ok(())
         } else {
-            Err(total - bound)
+            Err(Some(total - bound))
         }
     }
 
-    /// Spillable consumers other than `asking`, largest reservation first.
+    /// Spillable consumers other than `asking` that are not busy, largest
+    /// reservation first.
     fn candidates(&self, asking: &ConsumerInfo) -> Vec<Arc<ConsumerInfo>> {
         let mut list: Vec<Arc<ConsumerInfo>> = self
             .consumers()
             .iter()
             .filter_map(Weak::upgrade)
             .filter(|c| {
-                !std::ptr::eq(Arc::as_ptr(c), asking) && c.spill().is_some() && c.reserved() > 0
+                !std::ptr::eq(Arc::as_ptr(c), asking)
+                    && c.spill().is_some()
+                    && c.reserved() > 0
+                    && !c.is_busy()
             })
             .collect();
         list.sort_by(|a, b| b.reserved().cmp(&a.reserved()).then(a.name().cmp(b.name())));
@@ -127,36 +144,40 @@ impl MemoryPool for ArbiterPool {
         list.retain(|w| w.strong_count() > 0);
         list.push(Arc::downgrade(consumer));
     }
-    fn grow(&self, _consumer: &ConsumerInfo, additional: u64) {
+    fn unregister(&self, consumer: &Arc<ConsumerInfo>) {
+        let gone = Arc::as_ptr(consumer);
+        self.consumers()
+            .retain(|w| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), gone));
+    }
+    fn grow(&self, _reservation: &MemoryReservation, additional: u64) {
         let mut used = self.used();
-        *used += additional;
+        *used = checked_total(*used, additional, "arbiter pool");
         self.reserved.store(*used, Relaxed);
     }
-    fn shrink(&self, _consumer: &ConsumerInfo, shrink: u64) {
+    fn shrink(&self, _reservation: &MemoryReservation, shrink: u64) {
         let mut used = self.used();
-        *used = used.saturating_sub(shrink);
+        *used = checked_release(*used, shrink, "arbiter pool");
         self.reserved.store(*used, Relaxed);
     }
-    fn try_grow(&self, consumer: &ConsumerInfo, additional: u64) -> Result<(), PoolError> {
-        let Err(mut need) = self.grant(additional, self.threshold) else {
-            return Ok(());
+    fn try_grow(&self, reservation: &MemoryReservation, additional: u64) -> Result<(), PoolError> {
+        let consumer = reservation.consumer();
+        let refused = || PoolError::new(self, consumer, additional);
+        let mut need = match self.grant(additional, self.threshold) {
+            Ok(()) => return Ok(()),
+            Err(None) => return Err(refused()),
+            Err(Some(need)) => need,
         };
         for candidate in self.candidates(consumer) {
-            let Some(spill) = candidate.spill() else {
+            // `None`: it became busy since the list was made; not asked.
+            let Some(released) = candidate.ask_to_spill(need as usize) else {
                 continue;
             };
-            ledger().spilled(candidate.id());
-            let before = candidate.reserved();
-            // The callback's own answer is advisory: count what really left.
-            spill(need as usize);
-            let released = before.saturating_sub(candidate.reserved());
             need = need.saturating_sub(released);
             if need == 0 {
                 break;
             }
         }
-        self.grant(additional, self.limit)
-            .map_err(|_| PoolError::new(self, consumer, additional))
+        self.grant(additional, self.limit).map_err(|_| refused())
     }
 }
 
@@ -176,7 +197,7 @@ mod tests {
         let mut r = MemoryConsumer::new(name)
             .with_spill(Arc::new(move |_wanted| {
                 weak.upgrade()
-                    .and_then(|s| s.lock().ok()?.as_mut().map(MemoryReservation::free))
+                    .and_then(|s| s.try_lock().ok()?.as_mut().map(MemoryReservation::free))
                     .unwrap_or(0)
             }))
             .register(pool);

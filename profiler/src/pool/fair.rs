@@ -2,11 +2,26 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::{ConsumerInfo, MemoryPool, PoolError};
+use super::{
+    ConsumerInfo, MemoryPool, MemoryReservation, PoolError, checked_release, checked_total,
+};
 
-/// DataFusion's fair policy: unspillable consumers take what they need,
-/// first come first served; the rest is split evenly between the spillable
-/// consumers registered now, each refused once it would exceed its share.
+/// DataFusion's fair policy, rule for rule as in DataFusion 55
+/// (`FairSpillPool` in `datafusion-execution`):
+///
+/// - an unspillable consumer gets `n` more bytes when `n <= limit -
+///   (unspillable + spillable)` (0 when that is negative): first come,
+///   first served;
+/// - a spillable one gets them when `size + n <= (limit - unspillable) /
+///   spillers` (0 when negative; no division with no spiller registered),
+///   where `size` is what the asking *reservation* holds (a split-off
+///   reservation counts apart) and `spillers` the spillable consumers
+///   registered now. Nothing else is checked: as in DataFusion, the total
+///   can pass the limit (a spiller granted its share before unspillable
+///   consumers grew or other spillers registered keeps it).
+///
+/// Where DataFusion would overflow (a sum past `u64::MAX`), this pool
+/// refuses the request instead.
 ///
 /// Invariant: `spillable + unspillable` is the sum of all reservations.
 #[derive(Debug)]
@@ -40,6 +55,35 @@ impl FairSpillPool {
     }
 }
 
+impl FairState {
+    /// The total the request of `additional` bytes on a reservation of
+    /// `size` bytes may take (spillable or unspillable), if granted.
+    fn grant(&self, limit: u64, can_spill: bool, size: u64, additional: u64) -> Option<u64> {
+        if can_spill {
+            let spill_room = limit.saturating_sub(self.unspillable);
+            let share = spill_room.checked_div(self.spillers).unwrap_or(spill_room);
+            let wanted = size.checked_add(additional)?;
+            if wanted > share {
+                return None;
+            }
+            let spillable = self.spillable.checked_add(additional)?;
+            spillable.checked_add(self.unspillable)?;
+            Some(spillable)
+        } else {
+            let available = self
+                .unspillable
+                .checked_add(self.spillable)
+                .map_or(0, |used| limit.saturating_sub(used));
+            if available < additional {
+                return None;
+            }
+            let unspillable = self.unspillable.checked_add(additional)?;
+            unspillable.checked_add(self.spillable)?;
+            Some(unspillable)
+        }
+    }
+}
+
 impl MemoryPool for FairSpillPool {
     fn name(&self) -> &str {
         "fair"
@@ -49,56 +93,55 @@ impl MemoryPool for FairSpillPool {
     }
     fn reserved(&self) -> u64 {
         let s = self.lock();
-        s.spillable + s.unspillable
+        // Both parts are sums of reservations that were checked on the way in.
+        checked_total(s.spillable, s.unspillable, "fair pool")
     }
     fn register(&self, consumer: &Arc<ConsumerInfo>) {
         if consumer.can_spill() {
-            self.lock().spillers += 1;
+            let mut s = self.lock();
+            s.spillers = checked_total(s.spillers, 1, "fair pool spillers");
         }
     }
     fn unregister(&self, consumer: &Arc<ConsumerInfo>) {
         if consumer.can_spill() {
             let mut s = self.lock();
-            s.spillers = s.spillers.saturating_sub(1);
+            s.spillers = checked_release(s.spillers, 1, "fair pool spillers");
         }
     }
-    fn grow(&self, consumer: &ConsumerInfo, additional: u64) {
+    fn grow(&self, reservation: &MemoryReservation, additional: u64) {
         let mut s = self.lock();
-        if consumer.can_spill() {
-            s.spillable += additional;
+        let total = checked_total(s.spillable, s.unspillable, "fair pool");
+        checked_total(total, additional, "fair pool");
+        if reservation.consumer().can_spill() {
+            s.spillable = checked_total(s.spillable, additional, "fair pool");
         } else {
-            s.unspillable += additional;
+            s.unspillable = checked_total(s.unspillable, additional, "fair pool");
         }
     }
-    fn shrink(&self, consumer: &ConsumerInfo, shrink: u64) {
+    fn shrink(&self, reservation: &MemoryReservation, shrink: u64) {
         let mut s = self.lock();
-        if consumer.can_spill() {
-            s.spillable = s.spillable.saturating_sub(shrink);
+        if reservation.consumer().can_spill() {
+            s.spillable = checked_release(s.spillable, shrink, "fair pool");
         } else {
-            s.unspillable = s.unspillable.saturating_sub(shrink);
+            s.unspillable = checked_release(s.unspillable, shrink, "fair pool");
         }
     }
-    fn try_grow(&self, consumer: &ConsumerInfo, additional: u64) -> Result<(), PoolError> {
+    fn try_grow(&self, reservation: &MemoryReservation, additional: u64) -> Result<(), PoolError> {
+        let consumer = reservation.consumer();
+        let can_spill = consumer.can_spill();
         let granted = {
             let mut s = self.lock();
-            if consumer.can_spill() {
-                // Each spiller's share of what unspillable consumers leave.
-                let spill_room = self.limit.saturating_sub(s.unspillable);
-                let share = spill_room / s.spillers.max(1);
-                let available = spill_room.saturating_sub(s.spillable);
-                let wanted = consumer.reserved() + additional;
-                let ok = wanted <= share && additional <= available;
-                if ok {
-                    s.spillable += additional;
+            let size = reservation.size() as u64;
+            match s.grant(self.limit, can_spill, size, additional) {
+                Some(total) if can_spill => {
+                    s.spillable = total;
+                    true
                 }
-                ok
-            } else {
-                let available = self.limit.saturating_sub(s.unspillable + s.spillable);
-                let ok = additional <= available;
-                if ok {
-                    s.unspillable += additional;
+                Some(total) => {
+                    s.unspillable = total;
+                    true
                 }
-                ok
+                None => false,
             }
         };
         if granted {

@@ -27,16 +27,44 @@
 //!   back; `split` moves part of a reservation into a new one of the same
 //!   consumer without asking the pool; the consumer unregisters when its
 //!   last reservation drops;
+//! - releasing or splitting more than a reservation holds is the caller's
+//!   bug, never a silent clamp: `shrink` and `split` panic like DataFusion's,
+//!   `try_shrink` and `try_split` return a [`ReleaseError`];
+//! - every sum is checked: a `try_grow` whose total would not fit in a
+//!   `u64` is refused, an infallible `grow` that would overflow panics, and
+//!   no figure ever wraps or goes down on a grant;
 //! - each consumer is tied to a scope of the tracked allocator (by default
 //!   the scope of its own name), which is how the ledger and the audit hold
 //!   its reservation against what its code allocated.
 //!
-//! | pool | grants `try_grow(n)` when |
+//! | pool | grants `try_grow(n)` on a reservation of `size` bytes when |
 //! |---|---|
-//! | [`UnboundedPool`] | always |
+//! | [`UnboundedPool`] | the total fits in a `u64` |
 //! | [`GreedyPool`] | reserved + n ≤ limit |
-//! | [`FairSpillPool`] | unspillable: reserved + n ≤ limit; spillable: its reservation + n ≤ (limit − unspillable) / spillable consumers, and it fits |
+//! | [`FairSpillPool`] | unspillable: n ≤ limit − reserved (0 when negative); spillable: size + n ≤ (limit − unspillable) / spillable consumers (DataFusion 55's rule) |
 //! | [`ArbiterPool`] | reserved + n ≤ threshold, or, after asking spillable consumers to spill (largest first), reserved + n ≤ limit |
+//!
+//! # Spilling never deadlocks
+//!
+//! [`ArbiterPool`] runs spill callbacks synchronously, on the thread whose
+//! request needs the room. Two rules make that safe by design:
+//!
+//! - **the pool never waits on a busy consumer**: a consumer is busy while
+//!   one of its reservations is inside a pool's `try_grow` or while its own
+//!   callback runs ([`ConsumerInfo::is_busy`]); no request calls the
+//!   callback of a busy consumer ([`ConsumerInfo::ask_to_spill`] refuses).
+//!   So two operators that each hold their own lock while asking never call
+//!   into each other (each marks itself busy before it looks at the other,
+//!   so at least one of them sees the other busy), a callback that asks the
+//!   pool in turn is never called again from inside itself, and no pool lock
+//!   is held while a callback runs;
+//! - **a callback never blocks**: it takes its operator's lock with
+//!   `try_lock` and returns 0 when the operator is busy (a busy operator
+//!   will spill by itself when its own request is refused).
+//!
+//! The first rule alone removes the deadlock of two operators asking at
+//! once; the second keeps a callback from waiting on an operator that is
+//! busy with something else (or on the asking thread itself).
 
 mod arbiter;
 mod fair;
@@ -51,7 +79,7 @@ pub use unbounded::UnboundedPool;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
 use memledger_alloc::Scope;
 
@@ -61,8 +89,10 @@ use crate::ledger::{ConsumerId, ledger};
 /// shrinks its own reservation, and returns how many bytes it released (for
 /// its own records: the pool counts what the reservation really shrank).
 /// Called from the thread whose request needs the room, with no pool lock
-/// held; it must not wait on that thread (for instance on a lock that thread
-/// holds while it asks the pool).
+/// held, and never while its own consumer is busy (asking a pool, or in
+/// this callback already). It must not block: it takes the operator's lock
+/// with `try_lock` and returns 0 when it is held (see [the module
+/// docs](self#spilling-never-deadlocks)).
 pub type SpillFn = Arc<dyn Fn(usize) -> usize + Send + Sync>;
 
 /// What a pool knows about a registered consumer. Shared by the
@@ -75,6 +105,9 @@ pub struct ConsumerInfo {
     spill: Option<SpillFn>,
     /// Bytes reserved by all reservations of this consumer.
     reserved: AtomicU64,
+    /// Requests of this consumer inside a pool's `try_grow`, plus runs of
+    /// its callback, now.
+    busy: AtomicU32,
     /// Identifies the pool it registered with (the pool's address, unique
     /// among live pools since a live consumer keeps its pool alive).
     pool_key: usize,
@@ -105,6 +138,34 @@ impl ConsumerInfo {
     pub fn spill(&self) -> Option<&SpillFn> {
         self.spill.as_ref()
     }
+    /// Whether one of its reservations is inside a pool's `try_grow`, or
+    /// its spill callback is running, now. A pool never calls the callback
+    /// of a busy consumer: its operator may hold its own lock while it
+    /// waits for the answer.
+    pub fn is_busy(&self) -> bool {
+        self.busy.load(SeqCst) != 0
+    }
+
+    /// Asks it to spill about `wanted` bytes: counts the request in the
+    /// ledger, runs its callback, marked busy meanwhile, and returns the
+    /// bytes its reservations really shrank by (0 if they grew meanwhile).
+    /// `None`, and nothing runs, when it has no callback or is busy. Call it
+    /// with no lock held.
+    pub fn ask_to_spill(&self, wanted: usize) -> Option<u64> {
+        let spill = self.spill.as_ref()?;
+        // Marked and checked in one step: a request that starts later sees
+        // the mark, and this one sees any request already under way.
+        let busy = Busy::start(self);
+        if busy.already {
+            return None;
+        }
+        // Counted before the callback, which may drop its last reservation.
+        ledger().spilled(self.id);
+        let before = self.reserved();
+        // The callback's own answer is advisory: count what really left.
+        spill(wanted);
+        Some(before.saturating_sub(self.reserved()))
+    }
 }
 
 impl fmt::Debug for ConsumerInfo {
@@ -113,7 +174,30 @@ impl fmt::Debug for ConsumerInfo {
             .field("name", &self.name)
             .field("can_spill", &self.can_spill)
             .field("reserved", &self.reserved())
+            .field("busy", &self.is_busy())
             .finish()
+    }
+}
+
+/// Marks a consumer busy for as long as it lives.
+struct Busy<'a> {
+    consumer: &'a ConsumerInfo,
+    /// Whether it was busy already when marked.
+    already: bool,
+}
+
+impl<'a> Busy<'a> {
+    fn start(consumer: &'a ConsumerInfo) -> Self {
+        // SeqCst: the mark is set before this thread looks at any other
+        // consumer's mark (see the module docs).
+        let already = consumer.busy.fetch_add(1, SeqCst) != 0;
+        Busy { consumer, already }
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.consumer.busy.fetch_sub(1, SeqCst);
     }
 }
 
@@ -124,8 +208,17 @@ impl fmt::Debug for ConsumerInfo {
 /// pool answered) and the ledger are kept by [`MemoryReservation`], which
 /// guarantees: `register` once per consumer before any other call for it,
 /// `unregister` once after its last reservation dropped, and never a
-/// `shrink` of more than the consumer holds. A refusal should be built with
-/// [`PoolError::new`], so that it names the top consumers.
+/// `shrink` of more than the reservation holds. Each call gets the
+/// reservation as it was before the change.
+///
+/// Contract for implementations: totals use checked arithmetic; a
+/// `try_grow` whose total would overflow is refused; `grow` past `u64::MAX`
+/// and `shrink` below zero (a broken caller) panic with a message, never
+/// wrap or clamp. A refusal should be built with [`PoolError::new`], so that
+/// it names the top consumers. A pool that calls spill callbacks follows
+/// [the rules in the module docs](self#spilling-never-deadlocks): no lock
+/// held while a callback runs, and callbacks run only through
+/// [`ConsumerInfo::ask_to_spill`], which skips busy consumers.
 pub trait MemoryPool: Send + Sync + fmt::Debug {
     /// Short name used in errors and reports (`greedy`, `fair`, ...).
     fn name(&self) -> &str;
@@ -138,12 +231,54 @@ pub trait MemoryPool: Send + Sync + fmt::Debug {
     /// A consumer's last reservation was dropped.
     fn unregister(&self, _consumer: &Arc<ConsumerInfo>) {}
     /// Grants `additional` bytes unconditionally.
-    fn grow(&self, consumer: &ConsumerInfo, additional: u64);
-    /// Releases `shrink` bytes.
-    fn shrink(&self, consumer: &ConsumerInfo, shrink: u64);
+    fn grow(&self, reservation: &MemoryReservation, additional: u64);
+    /// Releases `shrink` bytes (at most what `reservation` holds).
+    fn shrink(&self, reservation: &MemoryReservation, shrink: u64);
     /// Grants `additional` bytes if the limit allows, or refuses.
-    fn try_grow(&self, consumer: &ConsumerInfo, additional: u64) -> Result<(), PoolError>;
+    fn try_grow(&self, reservation: &MemoryReservation, additional: u64) -> Result<(), PoolError>;
 }
+
+/// `total + bytes`; panics with a message naming `what` when the sum does
+/// not fit in a `u64` (more bytes reserved than any machine has: a caller's
+/// bug, never a figure to report).
+pub(crate) fn checked_total(total: u64, bytes: u64, what: &str) -> u64 {
+    match total.checked_add(bytes) {
+        Some(sum) => sum,
+        None => panic!("{what}: {total} bytes reserved plus {bytes} overflows u64"),
+    }
+}
+
+/// `total - bytes`; panics with a message naming `what` when `bytes` is
+/// more than `total` (releasing what was never reserved: a caller's bug).
+pub(crate) fn checked_release(total: u64, bytes: u64, what: &str) -> u64 {
+    match total.checked_sub(bytes) {
+        Some(rest) => rest,
+        None => panic!("{what}: cannot release {bytes} bytes out of {total} reserved"),
+    }
+}
+
+/// Releasing or splitting more than a reservation holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseError {
+    /// The consumer whose reservation it was.
+    pub consumer: String,
+    /// Bytes asked to be released (or split off).
+    pub requested: u64,
+    /// Bytes the reservation held.
+    pub size: u64,
+}
+
+impl fmt::Display for ReleaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Cannot free the capacity {} out of allocated size {} of {}",
+            self.requested, self.size, self.consumer
+        )
+    }
+}
+
+impl std::error::Error for ReleaseError {}
 
 /// How many consumers a [`PoolError`] names.
 pub const TOP_CONSUMERS: usize = 5;
@@ -275,7 +410,10 @@ impl MemoryConsumer {
         self
     }
 
-    /// Registers a spill callback (used by [`ArbiterPool`]); implies `can_spill`.
+    /// Registers a spill callback (used by [`ArbiterPool`]); implies
+    /// `can_spill`. The callback runs on the thread of the request that
+    /// needs room, never while this consumer is busy, and must not block:
+    /// see [the rules](self#spilling-never-deadlocks).
     pub fn with_spill(mut self, spill: SpillFn) -> Self {
         self.spill = Some(spill);
         self.can_spill = true;
@@ -297,6 +435,7 @@ impl MemoryConsumer {
             id,
             spill: self.spill,
             reserved: AtomicU64::new(0),
+            busy: AtomicU32::new(0),
             pool_key,
         });
         pool.register(&info);
@@ -326,6 +465,9 @@ impl Drop for Registration {
 ///
 /// Invariant: `size` is what this reservation holds in its pool and in the
 /// ledger; every change goes through the pool first and the ledger after.
+/// Releasing more than `size` is refused ([`try_shrink`](Self::try_shrink),
+/// [`try_split`](Self::try_split)) or panics ([`shrink`](Self::shrink),
+/// [`split`](Self::split)), as in DataFusion; it is never clamped.
 pub struct MemoryReservation {
     registration: Arc<Registration>,
     size: u64,
@@ -356,16 +498,28 @@ impl MemoryReservation {
         &self.registration.info
     }
 
+    /// Records `bytes` the pool granted. The pool's own total holds this
+    /// reservation and the consumer's, so neither sum can overflow once the
+    /// pool's did not; they are checked all the same.
     fn added(&mut self, bytes: u64) {
-        self.size += bytes;
-        self.registration.info.reserved.fetch_add(bytes, Relaxed);
-        ledger().grow(self.registration.info.id, bytes as usize);
+        self.size = checked_total(self.size, bytes, "reservation");
+        let info = &self.registration.info;
+        // Reservations split from one registration may change it at once.
+        let _ = info.reserved.fetch_update(Relaxed, Relaxed, |held| {
+            Some(checked_total(held, bytes, "consumer"))
+        });
+        ledger().grow(info.id, bytes as usize);
     }
 
-    /// Reserves `bytes` more if the pool grants them.
+    /// Reserves `bytes` more if the pool grants them. A request whose total
+    /// would not fit in a `u64` is refused.
     pub fn try_grow(&mut self, bytes: usize) -> Result<(), PoolError> {
         let reg = Arc::clone(&self.registration);
-        match reg.pool.try_grow(&reg.info, bytes as u64) {
+        let result = {
+            let _busy = Busy::start(&reg.info);
+            reg.pool.try_grow(self, bytes as u64)
+        };
+        match result {
             Ok(()) => {
                 self.added(bytes as u64);
                 Ok(())
@@ -377,26 +531,58 @@ impl MemoryReservation {
         }
     }
 
-    /// Reserves `bytes` more, whatever the limit (for memory already in use).
+    /// Reserves `bytes` more, whatever the limit (for memory already in
+    /// use).
+    ///
+    /// # Panics
+    ///
+    /// If the pool's total would exceed `u64::MAX` bytes.
     pub fn grow(&mut self, bytes: usize) {
-        self.registration
-            .pool
-            .grow(&self.registration.info, bytes as u64);
+        let reg = Arc::clone(&self.registration);
+        reg.pool.grow(self, bytes as u64);
         self.added(bytes as u64);
     }
 
-    /// Releases up to `bytes` (never more than this reservation holds).
-    pub fn shrink(&mut self, bytes: usize) {
-        let bytes = (bytes as u64).min(self.size);
-        if bytes == 0 {
-            return;
+    /// Releases `bytes`; returns the new size, or an error (and releases
+    /// nothing) when the reservation holds less.
+    pub fn try_shrink(&mut self, bytes: usize) -> Result<usize, ReleaseError> {
+        let bytes = bytes as u64;
+        if bytes > self.size {
+            return Err(self.release_error(bytes));
         }
-        self.registration
-            .pool
-            .shrink(&self.registration.info, bytes);
-        self.size -= bytes;
-        self.registration.info.reserved.fetch_sub(bytes, Relaxed);
-        ledger().shrink(self.registration.info.id, bytes as usize);
+        if bytes != 0 {
+            let reg = Arc::clone(&self.registration);
+            reg.pool.shrink(self, bytes);
+            self.size -= bytes;
+            let info = &reg.info;
+            let _ = info.reserved.fetch_update(Relaxed, Relaxed, |held| {
+                Some(checked_release(held, bytes, "consumer"))
+            });
+            ledger().shrink(info.id, bytes as usize);
+        }
+        Ok(self.size as usize)
+    }
+
+    /// Releases `bytes`.
+    ///
+    /// # Panics
+    ///
+    /// If the reservation holds less than `bytes` (like DataFusion's
+    /// `MemoryReservation::shrink`); [`try_shrink`](Self::try_shrink) returns
+    /// the error instead.
+    #[track_caller]
+    pub fn shrink(&mut self, bytes: usize) {
+        if let Err(e) = self.try_shrink(bytes) {
+            panic!("{e}");
+        }
+    }
+
+    fn release_error(&self, requested: u64) -> ReleaseError {
+        ReleaseError {
+            consumer: self.registration.info.name.clone(),
+            requested,
+            size: self.size,
+        }
     }
 
     /// Sets the size to `bytes`, asking the pool for any growth.
@@ -427,14 +613,34 @@ impl MemoryReservation {
         size
     }
 
-    /// Moves up to `bytes` of this reservation into a new one of the same
-    /// consumer (nothing is asked of the pool).
-    pub fn split(&mut self, bytes: usize) -> MemoryReservation {
-        let bytes = (bytes as u64).min(self.size);
+    /// Moves `bytes` of this reservation into a new one of the same
+    /// consumer (nothing is asked of the pool); an error (and nothing
+    /// moved) when the reservation holds less.
+    pub fn try_split(&mut self, bytes: usize) -> Result<MemoryReservation, ReleaseError> {
+        let bytes = bytes as u64;
+        if bytes > self.size {
+            return Err(self.release_error(bytes));
+        }
         self.size -= bytes;
-        MemoryReservation {
+        Ok(MemoryReservation {
             registration: Arc::clone(&self.registration),
             size: bytes,
+        })
+    }
+
+    /// Moves `bytes` of this reservation into a new one of the same
+    /// consumer (nothing is asked of the pool).
+    ///
+    /// # Panics
+    ///
+    /// If the reservation holds less than `bytes` (like DataFusion's
+    /// `MemoryReservation::split`); [`try_split`](Self::try_split) returns
+    /// the error instead.
+    #[track_caller]
+    pub fn split(&mut self, bytes: usize) -> MemoryReservation {
+        match self.try_split(bytes) {
+            Ok(part) => part,
+            Err(e) => panic!("{e}"),
         }
     }
 
@@ -444,7 +650,8 @@ impl MemoryReservation {
     /// which frees it. Nothing is asked of the pool.
     pub fn merge(&mut self, mut other: MemoryReservation) {
         if Arc::ptr_eq(&self.registration, &other.registration) {
-            self.size += other.size;
+            // Both sizes are part of the consumer's total: the sum fits.
+            self.size = checked_total(self.size, other.size, "reservation");
             other.size = 0;
         }
     }

@@ -2,9 +2,11 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::{ConsumerInfo, MemoryPool, PoolError};
+use super::{MemoryPool, MemoryReservation, PoolError, checked_release, checked_total};
 
-/// A pool without a limit. Invariant: `reserved` is the sum of its reservations.
+/// A pool without a limit. Invariant: `reserved` is the sum of its
+/// reservations; it never wraps: a `try_grow` whose total would not fit in a
+/// `u64` is refused, a `grow` that would overflow panics.
 #[derive(Debug, Default)]
 pub struct UnboundedPool {
     reserved: AtomicU64,
@@ -27,14 +29,20 @@ impl MemoryPool for UnboundedPool {
     fn reserved(&self) -> u64 {
         self.reserved.load(Relaxed)
     }
-    fn grow(&self, _consumer: &ConsumerInfo, additional: u64) {
-        self.reserved.fetch_add(additional, Relaxed);
+    fn grow(&self, _reservation: &MemoryReservation, additional: u64) {
+        let _ = self.reserved.fetch_update(Relaxed, Relaxed, |used| {
+            Some(checked_total(used, additional, "unbounded pool"))
+        });
     }
-    fn shrink(&self, _consumer: &ConsumerInfo, shrink: u64) {
-        self.reserved.fetch_sub(shrink, Relaxed);
+    fn shrink(&self, _reservation: &MemoryReservation, shrink: u64) {
+        let _ = self.reserved.fetch_update(Relaxed, Relaxed, |used| {
+            Some(checked_release(used, shrink, "unbounded pool"))
+        });
     }
-    fn try_grow(&self, consumer: &ConsumerInfo, additional: u64) -> Result<(), PoolError> {
-        self.grow(consumer, additional);
-        Ok(())
+    fn try_grow(&self, reservation: &MemoryReservation, additional: u64) -> Result<(), PoolError> {
+        self.reserved
+            .fetch_update(Relaxed, Relaxed, |used| used.checked_add(additional))
+            .map(|_| ())
+            .map_err(|_| PoolError::new(self, reservation.consumer(), additional))
     }
 }
