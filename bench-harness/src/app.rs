@@ -38,6 +38,7 @@ pub fn main() -> u8 {
         Command::Compare(args) => compare(args),
         Command::Bless(args) => bless(args),
         Command::Show(args) => show(args),
+        Command::Sweep(args) => crate::sweep::command::sweep(args),
         Command::Launch(args) => {
             let (program, argv) = args.command.split_at(1);
             let code = runner::launcher::serve(args.status_fd, args.parent, &program[0], argv);
@@ -88,7 +89,7 @@ fn usage_error(error: clap::Error) -> u8 {
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
-fn emit(text: &str) {
+pub(crate) fn emit(text: &str) {
     let mut stdout = io::stdout().lock();
     let _ = stdout
         .write_all(text.as_bytes())
@@ -97,14 +98,13 @@ fn emit(text: &str) {
 
 /// `mem_profile run`.
 fn run(args: RunArgs) -> Result<u8, String> {
-    let mut suite = match &args.cmd {
-        Some(template) => Suite::from_template(template, args.queries.as_deref())?,
-        None => match args.suite {
-            SuiteName::Builtin => Suite::builtin(&exe_dir()?, args.scale.as_deref())?,
-            SuiteName::Tpch => Suite::tpch(&exe_dir()?, args.scale.as_deref())?,
-        },
-    };
-    suite.pick(&args.query)?;
+    let suite = select_suite(
+        args.cmd.as_deref(),
+        args.queries.as_deref(),
+        args.suite,
+        args.scale.as_deref(),
+        &args.query,
+    )?;
     let launcher =
         Launcher::current_exe().map_err(|e| format!("cannot find mem_profile itself: {e}"))?;
     let timeout_ms = match args.timeout {
@@ -268,6 +268,26 @@ fn run(args: RunArgs) -> Result<u8, String> {
     })
 }
 
+/// The suite that `--cmd`/`--queries` or `--suite`/`--scale` name, with
+/// only the queries of `picks` (`-q`) kept.
+pub(crate) fn select_suite(
+    cmd: Option<&str>,
+    queries: Option<&str>,
+    suite: SuiteName,
+    scale: Option<&str>,
+    picks: &[String],
+) -> Result<Suite, String> {
+    let mut suite = match cmd {
+        Some(template) => Suite::from_template(template, queries)?,
+        None => match suite {
+            SuiteName::Builtin => Suite::builtin(&exe_dir()?, scale)?,
+            SuiteName::Tpch => Suite::tpch(&exe_dir()?, scale)?,
+        },
+    };
+    suite.pick(picks)?;
+    Ok(suite)
+}
+
 /// The result of a query whose repeats were cut short by an interrupt:
 /// `interrupted`, unless a finished repeat already failed (that finding
 /// stays), with every repeat that ran listed.
@@ -288,7 +308,7 @@ fn interrupted_result(id: &str, records: &[RepeatRecord], repeats: u32) -> Query
 
 /// Removes a report file, whatever the child made of it (a FIFO, a link,
 /// a directory); a link is removed, never followed.
-fn remove_report(path: &Path) {
+pub(crate) fn remove_report(path: &Path) {
     if std::fs::remove_file(path).is_err() {
         let _ = std::fs::remove_dir_all(path);
     }
@@ -384,8 +404,13 @@ fn write_baseline(run: &Run, path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// `mem_profile compare`.
+/// `mem_profile compare`: two runs, or two sweeps (see `sweep::compare`).
 fn compare(args: CompareArgs) -> Result<u8, String> {
+    if crate::sweep::results::is_sweep(&args.baseline)
+        || crate::sweep::results::is_sweep(&args.current)
+    {
+        return crate::sweep::compare::command(&args);
+    }
     let baseline = Run::read(&args.baseline)?;
     let current = Run::read(&args.current)?;
     let mut rules = Rules::new(args.threshold, args.floor);
@@ -442,8 +467,13 @@ fn bless(args: BlessArgs) -> Result<u8, String> {
     Ok(EXIT_OK)
 }
 
-/// `mem_profile show`.
+/// `mem_profile show`: a run, a baseline or a sweep.
 fn show(args: ShowArgs) -> Result<u8, String> {
+    if crate::sweep::results::is_sweep(&args.file) {
+        let sweep = crate::sweep::results::Sweep::read(&args.file)?;
+        emit(&crate::sweep::summary::render(&sweep, args.format));
+        return Ok(EXIT_OK);
+    }
     let run = Run::read(&args.file)?;
     emit(&exporter(args.format).run(&run));
     Ok(EXIT_OK)

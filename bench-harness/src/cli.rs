@@ -41,6 +41,9 @@ pub enum Command {
     Bless(BlessArgs),
     /// Print a run or a baseline.
     Show(ShowArgs),
+    /// Find the smallest memory limit each query passes at, and the limits
+    /// above it where it fails.
+    Sweep(crate::sweep::options::SweepArgs),
     /// Internal: the launcher between the harness and a query.
     #[command(name = "__launch", hide = true)]
     Launch(LaunchArgs),
@@ -153,7 +156,8 @@ fn parse_metric_floor(text: &str) -> Result<MetricValue<u64>, String> {
 /// `mem_profile compare`.
 #[derive(Debug, Args)]
 pub struct CompareArgs {
-    /// The baseline: a run.json, a directory holding one, or a baseline file.
+    /// The baseline: a run.json, a directory holding one, or a baseline
+    /// file; or a sweep.json (or its directory), compared with another sweep.
     pub baseline: PathBuf,
     /// The run to judge (same forms as BASELINE).
     pub current: PathBuf,
@@ -202,7 +206,8 @@ pub struct BlessArgs {
 /// `mem_profile show`.
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// A run.json, a directory holding one, or a baseline file.
+    /// A run.json, a directory holding one, or a baseline file; or a
+    /// sweep.json (or its directory).
     pub file: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]

@@ -9,6 +9,7 @@
 //!                 ├▶ output     run.json + summary.md, rewritten after every repeat
 //!                 │    └▶ files   unique temp files, capped reads, the out-dir lock
 //!                 ├▶ compare    verdicts between two runs
+//!                 ├▶ sweep      the smallest limit each query passes at
 //!                 └▶ export     table, Markdown, JSON
 //! ```
 //!
@@ -41,6 +42,7 @@ pub mod progress;
 pub mod run;
 pub mod runner;
 pub mod suite;
+pub mod sweep;
 pub mod units;
 
 /// Everything went well.

@@ -24,7 +24,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// The queries of the built-in suite, in the order they run.
-pub const BUILTIN_QUERIES: [&str; 5] = ["sort", "aggregate", "join", "topk", "arbiter"];
+pub const BUILTIN_QUERIES: [&str; 6] = ["sort", "aggregate", "join", "topk", "arbiter", "merge"];
 
 /// The file name of the built-in suite binary, looked up next to `mem_profile`.
 pub const BUILTIN_BINARY: &str = "memledger-suite";

@@ -204,6 +204,19 @@ pub fn format_mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / MIB as f64)
 }
 
+/// Bytes as bytes below 1 KiB, KiB below 1 MiB and MiB from there, one
+/// decimal: `"24 B"`, `"220.3 KiB"`, `"12.3 MiB"`. For limits, which are
+/// often smaller than a MiB and must stay apart in a table.
+pub fn format_size(bytes: u64) -> String {
+    if bytes < KIB {
+        format!("{bytes} B")
+    } else if bytes < MIB {
+        format!("{:.1} KiB", bytes as f64 / KIB as f64)
+    } else {
+        format_mib(bytes)
+    }
+}
+
 /// Signed bytes as MiB with one decimal: `"-12.3 MiB"`, `"4.0 MiB"`.
 pub fn format_mib_signed(bytes: i64) -> String {
     format!("{:.1} MiB", bytes as f64 / MIB as f64)
@@ -361,6 +374,9 @@ mod tests {
         assert_eq!(format_mib(0), "0.0 MiB");
         assert_eq!(format_mib(100 * KIB), "0.1 MiB");
         assert_eq!(format_mib(12 * MIB + 300 * KIB), "12.3 MiB");
+        assert_eq!(format_size(225 * KIB + 512), "225.5 KiB");
+        assert_eq!(format_size(MIB), "1.0 MiB");
+        assert_eq!(format_size(1), "1 B");
         assert_eq!(format_mib_signed(-(3 * MIB as i64)), "-3.0 MiB");
         assert_eq!(
             format_mib_wide(i128::from(u64::MAX)),

@@ -35,7 +35,7 @@ fn every_way_a_child_can_end_is_a_row_with_its_status() {
             "--queries",
             &queries,
             "--timeout",
-            "500ms",
+            "3s",
             "--memory-limit",
             "512M",
         ],
@@ -53,7 +53,7 @@ fn every_way_a_child_can_end_is_a_row_with_its_status() {
     let run = run_json(&dir.path().join("mem_profile_out/run.json"));
     assert_eq!(run["schema"], "memledger.run/1.1");
     assert_eq!(run["context"]["memory_limit_bytes"], 512 * MIB);
-    assert_eq!(run["context"]["timeout_ms"], 500);
+    assert_eq!(run["context"]["timeout_ms"], 3000);
     assert_eq!(
         run["queries"].as_array().unwrap().len(),
         8,
@@ -106,8 +106,8 @@ fn every_way_a_child_can_end_is_a_row_with_its_status() {
     assert_eq!(slow["signal"], libc::SIGKILL);
     let wall = slow["wall_ms"].as_u64().unwrap();
     assert!(
-        (450..5000).contains(&wall),
-        "killed near 500 ms, took {wall}"
+        (2950..10_000).contains(&wall),
+        "killed near 3 s, took {wall}"
     );
     assert!(
         slow["peak_rss_bytes"].as_u64().is_some(),

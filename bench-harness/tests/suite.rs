@@ -220,3 +220,55 @@ fn bad_usage_is_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
 }
+
+#[test]
+fn merge_fails_where_its_whole_input_fits_and_passes_below_and_above() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = dir.path().join("free.json");
+    let out = suite("merge", "0.02", None, &free);
+    assert_ok(&out);
+    let (sum, spills) = printed(&out);
+    assert_eq!(spills, 0);
+    let report = read(&free);
+    let sorter = consumer(&report, "MergeSorter[0]");
+    assert!(sorter.can_spill);
+    // The input's estimate, then as much again for the sorted copy.
+    let input = sorter.reserved_peak_bytes / 2;
+    assert_eq!(sorter.reserved_peak_bytes, 2 * input);
+    let sort = suite("sort", "0.02", None, &dir.path().join("sort.json"));
+    assert_eq!(printed(&sort).0, sum, "the same rows, sorted the same");
+
+    // The input fits, its copy does not: refused, and no way back to spilling.
+    let fits = dir.path().join("fits.json");
+    let out = suite("merge", "0.02", Some(input + input / 2), &fits);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let error = read(&fits).error.expect("the pool's refusal");
+    assert!(error.contains("MergeSorter[0]"), "{error}");
+
+    // Less memory: it spills runs and merges them in one pass.
+    for limit in [input / 2, input - 1] {
+        let path = dir.path().join(format!("{limit}.json"));
+        let out = suite("merge", "0.02", Some(limit), &path);
+        assert_ok(&out);
+        let (limited_sum, spills) = printed(&out);
+        assert_eq!(limited_sum, sum);
+        assert!(spills > 0);
+        let report = read(&path);
+        let merge = consumer(&report, "SpillMerge[0]");
+        assert!(!merge.can_spill);
+        assert_eq!(
+            merge.reserved_peak_bytes,
+            (spills + 1) * 64 * 1024,
+            "one read buffer per run: the spilled ones and the last buffer"
+        );
+    }
+    // Room for the copy too: no spill.
+    let out = suite(
+        "merge",
+        "0.02",
+        Some(2 * input),
+        &dir.path().join("room.json"),
+    );
+    assert_ok(&out);
+    assert_eq!(printed(&out), (sum, 0));
+}

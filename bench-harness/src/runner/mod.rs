@@ -41,6 +41,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -61,13 +62,17 @@ pub const KILL_GRACE: Duration = Duration::from_secs(5);
 /// Set once this process is a subreaper for what its launchers leave.
 static ADOPTS_ORPHANS: AtomicBool = AtomicBool::new(false);
 
+/// Held from the moment a status pipe's write end is made inheritable until
+/// the launcher that needs it is spawned and the harness's copy is closed.
+static SPAWN: Mutex<()> = Mutex::new(());
+
 /// Makes this process a child subreaper, so that what a query leaves
 /// behind when its launcher is killed (by the query itself) is reparented
 /// here rather than to `init`, and can be killed by [`measure`].
 ///
 /// Only for a process whose every child is a launcher (the `mem_profile`
-/// binary): [`measure`] then kills and reaps every descendant it has once a
-/// launcher is lost.
+/// binary) and that measures one query at a time: [`measure`] then kills
+/// and reaps every descendant it has once a launcher is lost.
 pub fn adopt_orphans() -> io::Result<()> {
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) only sets a flag on this process.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } != 0 {
@@ -216,8 +221,12 @@ pub fn measure(
     options: &MeasureOptions,
 ) -> io::Result<Measurement> {
     let (status_read, status_write) = status_pipe()?;
-    // The launcher inherits the write end by number; the harness spawns from
-    // one thread at a time, so no other child sees it before it is closed.
+    // The launcher inherits the write end by number. Spawns are serialized
+    // (`sweep --jobs` measures from several threads), so no other child
+    // sees it before it is closed here.
+    let spawning = SPAWN
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     set_cloexec(&status_write, false)?;
 
     let mut command = Command::new(&launcher.exe);
@@ -243,6 +252,7 @@ pub fn measure(
     let spawned = command.spawn();
     // Only the launcher may hold the write end: EOF then means it is gone.
     drop(status_write);
+    drop(spawning);
     let mut child = spawned.map_err(|e| {
         io::Error::new(
             e.kind(),

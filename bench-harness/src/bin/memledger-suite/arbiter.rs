@@ -108,9 +108,11 @@ fn register<T: Spillable>(
 
 /// How often an operator asks before it gives up: the pool does not keep
 /// what a spill frees for the thread that asked, so another thread can take
-/// it first. Between two tries a spillable operator spills itself, and
-/// every operator lets the other threads run.
-const TRIES: usize = 8;
+/// it first, and it skips a consumer that is itself asking at that moment
+/// (its operator may hold its own lock), so the room may come a moment
+/// later. Between two tries a spillable operator spills itself, and every
+/// operator lets the other threads run, then waits a little longer each time.
+const TRIES: usize = 32;
 
 /// Asks for `bytes` through `asker` without holding the state's lock;
 /// when refused, spills the operator and asks again. Returns the grant, to
@@ -129,7 +131,11 @@ fn reserve<T: Spillable>(
         if let Some(op) = lock(state).as_mut() {
             op.spill()?;
         }
-        thread::yield_now();
+        if tries < 4 {
+            thread::yield_now();
+        } else {
+            thread::sleep(std::time::Duration::from_micros(250 * tries as u64));
+        }
         tries += 1;
     }
     Ok(grant)

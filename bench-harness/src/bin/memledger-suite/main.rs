@@ -1,7 +1,7 @@
 //! `memledger-suite`: the built-in benchmark suite of `mem_profile`.
 //!
 //! ```text
-//! memledger-suite <sort|aggregate|join|topk|arbiter> [--scale F] [--pool fair|greedy|arbiter|unbounded]
+//! memledger-suite <sort|aggregate|join|topk|arbiter|merge> [--scale F] [--pool fair|greedy|arbiter|unbounded]
 //! ```
 //!
 //! Each query is an operator of the kind query engines run under a memory
@@ -18,6 +18,7 @@
 //! | `join` | `HashJoinBuild[0]` (cannot spill), probe in `HashJoinProbe[0]` |
 //! | `topk` | `TopK[0]` |
 //! | `arbiter` | a sort, an aggregation and a join on three threads, one `ArbiterPool` |
+//! | `merge` | `MergeSorter[0]` (spills sorted runs), `SpillMerge[0]` (one pass): fails at some limits above ones where it passes |
 //!
 //! The protocol of `mem_profile`: the pool's limit comes from
 //! `MEMLEDGER_MEMORY_LIMIT` (unset: unbounded; for `arbiter`, 64 MiB times
@@ -33,6 +34,7 @@ mod aggregate;
 mod arbiter;
 mod data;
 mod join;
+mod merge;
 mod sort;
 mod spill;
 mod topk;
@@ -112,6 +114,9 @@ enum Query {
     Topk,
     /// Sort, aggregation and join at once on one arbiter pool.
     Arbiter,
+    /// External sort of 2M rows with a single-pass merge: pass/fail is not
+    /// monotonic in the limit (`MergeSorter[0]`, `SpillMerge[0]`).
+    Merge,
 }
 
 impl Query {
@@ -122,6 +127,7 @@ impl Query {
             Query::Join => "join",
             Query::Topk => "topk",
             Query::Arbiter => "arbiter",
+            Query::Merge => "merge",
         }
     }
 }
@@ -175,6 +181,7 @@ fn main() -> ExitCode {
         Query::Aggregate => aggregate::run(&pool, rows(1_000_000.0), rows(400_000.0)),
         Query::Join => join::run(&pool, rows(500_000.0), rows(2_000_000.0)),
         Query::Topk => topk::run(&pool, rows(3_000_000.0)),
+        Query::Merge => merge::run(&pool, rows(2_000_000.0)),
         Query::Arbiter => arbiter::run(
             &pool,
             &arbiter::Sizes {
