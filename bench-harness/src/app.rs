@@ -96,6 +96,13 @@ pub(crate) fn emit(text: &str) {
         .and_then(|_| stdout.flush());
 }
 
+/// `--timeout` in milliseconds, for the run's context.
+pub(crate) fn timeout_millis(timeout: Option<std::time::Duration>) -> Result<Option<u64>, String> {
+    timeout
+        .map(|t| u64::try_from(t.as_millis()).map_err(|_| "--timeout is out of range".to_string()))
+        .transpose()
+}
+
 /// `mem_profile run`.
 fn run(args: RunArgs) -> Result<u8, String> {
     let suite = select_suite(
@@ -107,13 +114,7 @@ fn run(args: RunArgs) -> Result<u8, String> {
     )?;
     let launcher =
         Launcher::current_exe().map_err(|e| format!("cannot find mem_profile itself: {e}"))?;
-    let timeout_ms = match args.timeout {
-        Some(timeout) => Some(
-            u64::try_from(timeout.as_millis())
-                .map_err(|_| "--timeout is out of range".to_string())?,
-        ),
-        None => None,
-    };
+    let timeout_ms = timeout_millis(args.timeout)?;
     if let Some(path) = &args.save_baseline {
         check_replaceable(path).map_err(|e| format!("--save-baseline: {e}"))?;
     }

@@ -62,8 +62,8 @@ impl Export for Markdown {
     }
 }
 
-/// A pipe table; numeric columns right-aligned.
-fn table(header: &[&str], numeric: &[bool], rows: &[Vec<String>]) -> String {
+/// A pipe table; numeric columns right-aligned, cells made safe for a table.
+pub(crate) fn table(header: &[&str], numeric: &[bool], rows: &[Vec<String>]) -> String {
     let mut out = format!("| {} |\n", header.join(" | "));
     let align: Vec<&str> = numeric
         .iter()

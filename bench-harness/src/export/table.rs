@@ -55,7 +55,7 @@ impl Export for Table {
 }
 
 /// Columns padded to their widest cell, numbers right-aligned, a rule under the header.
-fn render(header: &[&str], numeric: &[bool], rows: &[Vec<String>]) -> String {
+pub(crate) fn render(header: &[&str], numeric: &[bool], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {

@@ -12,7 +12,7 @@ use super::probe::{Probed, Prober};
 use super::results::{QuerySweep, SweepContext, SweepStatus, TopSource};
 use super::search::{Phase, Plan, search};
 use super::summary;
-use crate::app::{emit, note, select_suite};
+use crate::app::{emit, note, select_suite, timeout_millis};
 use crate::export::one_line;
 use crate::output::{SUMMARY_FILE, lock_dir};
 use crate::runner::{self, Launcher, MeasureOptions, interrupt};
@@ -54,13 +54,7 @@ pub fn sweep(args: SweepArgs) -> Result<u8, String> {
     )?;
     let launcher =
         Launcher::current_exe().map_err(|e| format!("cannot find mem_profile itself: {e}"))?;
-    let timeout_ms = match args.timeout {
-        Some(timeout) => Some(
-            u64::try_from(timeout.as_millis())
-                .map_err(|_| "--timeout is out of range".to_string())?,
-        ),
-        None => None,
-    };
+    let timeout_ms = timeout_millis(args.timeout)?;
     let context = SweepContext {
         tool: format!("mem_profile {}", env!("CARGO_PKG_VERSION")),
         suite: suite.kind.to_string(),

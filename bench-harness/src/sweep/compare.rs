@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::results::{QuerySweep, Sweep, SweepStatus};
 use crate::cli::CompareArgs;
-use crate::export::{Format, short_revision};
+use crate::export::{Format, markdown, short_revision, table};
 use crate::units::{format_mib_change, format_percent, format_percent_change, format_size};
 use crate::{EXIT_OK, EXIT_REGRESSION};
 
@@ -269,6 +269,9 @@ const COLUMNS: [&str; 6] = [
     "fails above minimum (baseline → current)",
 ];
 
+/// Which of [`COLUMNS`] hold numbers (right-aligned).
+const NUMERIC: [bool; 6] = [false, true, true, true, false, false];
+
 fn cells(q: &QueryChange) -> Vec<String> {
     let mib = |b: Option<u64>| b.map_or_else(|| "-".to_string(), format_size);
     let list = |limits: &[u64]| {
@@ -337,15 +340,17 @@ pub fn render(comparison: &SweepComparison, format: Format) -> String {
                 side(&comparison.baseline),
                 side(&comparison.current)
             );
-            out.push_str(&format!("| {} |\n", COLUMNS.join(" | ")));
-            out.push_str("| --- | ---: | ---: | ---: | --- | --- |\n");
-            for (row, q) in rows.iter().zip(&comparison.queries) {
-                let mut row: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
-                if q.outcome.is_regression() {
-                    row[4] = format!("**{}**", row[4]);
-                }
-                out.push_str(&format!("| {} |\n", row.join(" | ")));
-            }
+            let rows: Vec<Vec<String>> = rows
+                .into_iter()
+                .zip(&comparison.queries)
+                .map(|(mut row, q)| {
+                    if q.outcome.is_regression() {
+                        row[4] = format!("**{}**", row[4]);
+                    }
+                    row
+                })
+                .collect();
+            out.push_str(&markdown::table(&COLUMNS, &NUMERIC, &rows));
             out
         }
         _ => {
@@ -354,23 +359,7 @@ pub fn render(comparison: &SweepComparison, format: Format) -> String {
                 side(&comparison.baseline),
                 side(&comparison.current)
             );
-            let mut widths: Vec<usize> = COLUMNS.iter().map(|c| c.chars().count()).collect();
-            for row in &rows {
-                for (w, c) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(c.chars().count());
-                }
-            }
-            let header: Vec<String> = COLUMNS.iter().map(|c| c.to_string()).collect();
-            let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
-            for row in [header, rule].iter().chain(&rows) {
-                let padded: Vec<String> = row
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, &w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
-                    .collect();
-                out.push_str(padded.join("  ").trim_end());
-                out.push('\n');
-            }
+            out.push_str(&table::render(&COLUMNS, &NUMERIC, &rows));
             out
         }
     }

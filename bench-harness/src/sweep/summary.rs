@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use super::results::{Point, QuerySweep, Sweep, SweepStatus};
+use crate::export::markdown::table;
 use crate::export::{Format, one_line, short_revision, status_cell};
 use crate::units::{format_mib_signed, format_size, format_wall_ms};
 
@@ -97,21 +98,6 @@ pub fn point_row(p: &Point) -> [String; 10] {
         times(p.rss_over_limit),
         format!("{:?}", p.phase).to_lowercase(),
     ]
-}
-
-/// A Markdown table; numeric columns right-aligned.
-fn table(header: &[&str], numeric: &[bool], rows: &[Vec<String>]) -> String {
-    let mut out = format!("| {} |\n", header.join(" | "));
-    let rule: Vec<&str> = numeric
-        .iter()
-        .map(|&n| if n { "---:" } else { "---" })
-        .collect();
-    out.push_str(&format!("| {} |\n", rule.join(" | ")));
-    for row in rows {
-        let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
-        out.push_str(&format!("| {} |\n", cells.join(" | ")));
-    }
-    out
 }
 
 /// The whole `summary.md`.

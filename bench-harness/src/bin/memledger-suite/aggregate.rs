@@ -16,7 +16,7 @@ use memledger_alloc::Scope;
 use memledger_profiler::{MemoryConsumer, MemoryPool, MemoryReservation};
 
 use crate::data::{Row, Rows, mix};
-use crate::spill::{MAX_FAN_IN, Order, Run, merge, merge_down, write_run};
+use crate::spill::{self, MAX_FAN_IN, Order, Run, merge, merge_down, write_run};
 use crate::{BATCH, Outcome, QueryError};
 
 /// The operator's consumer and scope.
@@ -154,17 +154,8 @@ impl HashAggregator {
     /// [`spill`](Self::spill) for a pool's callback, which cannot fail: an
     /// error is kept for [`finish`](Self::finish).
     pub fn spill_on_request(&mut self) -> usize {
-        match self.spill() {
-            Ok(0) => 0,
-            Ok(freed) => {
-                self.asked += 1;
-                freed
-            }
-            Err(e) => {
-                self.failed.get_or_insert(e);
-                0
-            }
-        }
+        let spilled = self.spill();
+        spill::answer_request(spilled, &mut self.asked, &mut self.failed)
     }
 
     /// Writes the groups as a run (sum as `key`, count as `value`, the group

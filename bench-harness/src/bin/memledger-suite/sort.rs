@@ -24,7 +24,7 @@ use memledger_alloc::Scope;
 use memledger_profiler::{MemoryConsumer, MemoryPool, MemoryReservation, PoolError};
 
 use crate::data::{Row, Rows, checksum, estimate};
-use crate::spill::{MAX_FAN_IN, Order, Run, merge, merge_some, write_run};
+use crate::spill::{self, MAX_FAN_IN, Order, Run, merge, merge_some, write_run};
 use crate::{BATCH, Outcome, QueryError};
 
 /// The sorting operator's consumer and scope.
@@ -127,17 +127,8 @@ impl ExternalSorter {
     /// [`spill`](Self::spill) for a pool's callback, which cannot fail: an
     /// error is kept for [`finish`](Self::finish).
     pub fn spill_on_request(&mut self) -> usize {
-        match self.spill() {
-            Ok(0) => 0,
-            Ok(freed) => {
-                self.asked += 1;
-                freed
-            }
-            Err(e) => {
-                self.failed.get_or_insert(e);
-                0
-            }
-        }
+        let spilled = self.spill();
+        spill::answer_request(spilled, &mut self.asked, &mut self.failed)
     }
 
     /// Writes the buffer, sorted, as a run.

@@ -215,3 +215,24 @@ pub fn merge_down(runs: &mut Vec<Run>, max_fan_in: usize, order: Order) -> io::R
     }
     Ok(())
 }
+
+/// What a spill made at a pool's request returns to the pool, which cannot
+/// take an error: the bytes freed (counting the request as answered when
+/// something was), or 0 with the error kept in `failed` for the operator's end.
+pub fn answer_request(
+    spilled: io::Result<usize>,
+    asked: &mut u64,
+    failed: &mut Option<io::Error>,
+) -> usize {
+    match spilled {
+        Ok(0) => 0,
+        Ok(freed) => {
+            *asked += 1;
+            freed
+        }
+        Err(e) => {
+            failed.get_or_insert(e);
+            0
+        }
+    }
+}
