@@ -75,11 +75,13 @@ fn a_20_mib_child_of_a_300_mib_harness_reports_about_20_mib() {
         "expected about 20 MiB, got {:.1} MiB",
         peak as f64 / MIB as f64
     );
-    // The timeline saw the child, not the harness.
+    // The timeline saw the child, not the harness. The kernel keeps RSS in
+    // per-CPU counters that it sums approximately (a batch of pages per
+    // CPU), so a statm sample may read a little above the high-water mark.
     let sampled = measured.timeline.iter().map(|&(_, rss)| rss).max().unwrap();
     assert!(
-        sampled <= peak,
-        "a sample ({sampled}) above the peak ({peak})"
+        sampled <= peak + MIB,
+        "a sample ({sampled}) above the peak ({peak}) by more than the kernel's counter slack"
     );
 
     std::hint::black_box(&ballast);
