@@ -22,6 +22,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use memledger_alloc::Scope;
 use memledger_profiler::{MemoryConsumer, MemoryPool, MemoryReservation, SpillFn};
@@ -29,6 +30,7 @@ use memledger_profiler::{MemoryConsumer, MemoryPool, MemoryReservation, SpillFn}
 use crate::aggregate::{AGGREGATE, HashAggregator, group_key};
 use crate::data::{Rows, estimate, mix};
 use crate::join::{BUILD, build_and_probe};
+use crate::retry;
 use crate::sort::{ExternalSorter, SORTER};
 use crate::{BATCH, Outcome, QueryError};
 
@@ -106,13 +108,18 @@ fn register<T: Spillable>(
     (state, asker)
 }
 
-/// How often an operator asks before it gives up: the pool does not keep
-/// what a spill frees for the thread that asked, so another thread can take
-/// it first, and it skips a consumer that is itself asking at that moment
-/// (its operator may hold its own lock), so the room may come a moment
-/// later. Between two tries a spillable operator spills itself, and every
-/// operator lets the other threads run, then waits a little longer each time.
+/// How many rounds the aggregation re-estimates a batch's new groups.
 const TRIES: usize = 32;
+
+/// How long an operator keeps asking before it gives up. The pool does not
+/// keep what a spill frees for the thread that asked, so another thread can
+/// take it first; it skips a consumer that is itself asking at that moment
+/// (its operator may hold its own lock); and a sort that is merging holds
+/// a reservation it cannot spill until the merge ends. So the room may come
+/// later. Between two tries a spillable operator spills itself, and every
+/// operator lets the other threads run, then waits a little longer each
+/// time ([`retry::pause`]).
+const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Asks for `bytes` through `asker` without holding the state's lock;
 /// when refused, spills the operator and asks again. Returns the grant, to
@@ -123,20 +130,17 @@ fn reserve<T: Spillable>(
     bytes: usize,
 ) -> Result<MemoryReservation, QueryError> {
     let mut grant = asker.new_empty();
-    let mut tries = 1;
+    let deadline = Instant::now() + PATIENCE;
+    let mut tries: u32 = 1;
     while let Err(refused) = grant.try_grow(bytes) {
-        if tries == TRIES {
+        if Instant::now() >= deadline {
             return Err(refused.into());
         }
         if let Some(op) = lock(state).as_mut() {
             op.spill()?;
         }
-        if tries < 4 {
-            thread::yield_now();
-        } else {
-            thread::sleep(std::time::Duration::from_micros(250 * tries as u64));
-        }
-        tries += 1;
+        retry::pause(tries);
+        tries = tries.saturating_add(1);
     }
     Ok(grant)
 }
@@ -269,7 +273,7 @@ pub fn run(pool: &Arc<dyn MemoryPool>, sizes: &Sizes) -> Result<Outcome, QueryEr
                 pool,
                 (0x5EED_0008, sizes.build),
                 (0x5EED_0009, sizes.probe),
-                TRIES,
+                PATIENCE,
             )
         })?;
         // Every thread is joined before any result is looked at.

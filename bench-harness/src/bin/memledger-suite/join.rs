@@ -8,11 +8,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use memledger_alloc::Scope;
 use memledger_profiler::{MemoryConsumer, MemoryPool};
 
 use crate::data::{Row, Rows, checksum, estimate};
+use crate::retry;
 use crate::{BATCH, Outcome, QueryError};
 
 /// The build side's consumer and scope.
@@ -22,7 +24,12 @@ pub const PROBE: &str = "HashJoinProbe[0]";
 
 /// Builds on `build` rows and probes with `probe` rows.
 pub fn run(pool: &Arc<dyn MemoryPool>, build: u64, probe: u64) -> Result<Outcome, QueryError> {
-    let joined = build_and_probe(pool, (0x5EED_0003, build), (0x5EED_0004, probe), 1)?;
+    let joined = build_and_probe(
+        pool,
+        (0x5EED_0003, build),
+        (0x5EED_0004, probe),
+        Duration::ZERO,
+    )?;
     println!("join: {} matches", joined.matches);
     Ok(Outcome {
         checksum: joined.checksum,
@@ -40,15 +47,15 @@ pub struct Joined {
 
 /// Builds on `(seed, rows)` and probes with `(seed, rows)`; half of the
 /// probe keys find partners. The table and its reservation live until the
-/// probe ends. The build asks the pool up to `tries` times per batch (a
-/// pool shared with spilling operators can refuse a request whose room
-/// another thread took between a spill and the grant) and fails on the
-/// last refusal.
+/// probe ends. The build keeps asking the pool for up to `patience` per
+/// batch (a pool shared with spilling operators can refuse a request whose
+/// room another thread took between a spill and the grant, or that a
+/// merging sort holds for a while) and fails on the last refusal.
 pub fn build_and_probe(
     pool: &Arc<dyn MemoryPool>,
     (build_seed, build_rows): (u64, u64),
     (probe_seed, probe_rows): (u64, u64),
-    tries: usize,
+    patience: Duration,
 ) -> Result<Joined, QueryError> {
     let key_space = (build_rows / 2).max(1);
     let build_scope = Scope::new(BUILD);
@@ -64,13 +71,14 @@ pub fn build_and_probe(
             break;
         }
         let bytes = estimate(&batch);
-        let mut tried = 1;
+        let deadline = Instant::now() + patience;
+        let mut tried: u32 = 1;
         while let Err(refused) = reservation.try_grow(bytes) {
-            if tried >= tries {
+            if Instant::now() >= deadline {
                 return Err(refused.into());
             }
-            tried += 1;
-            std::thread::yield_now();
+            retry::pause(tried);
+            tried = tried.saturating_add(1);
         }
         for row in batch {
             table

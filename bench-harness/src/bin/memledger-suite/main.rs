@@ -35,6 +35,7 @@ mod arbiter;
 mod data;
 mod join;
 mod merge;
+mod retry;
 mod sort;
 mod spill;
 mod topk;
