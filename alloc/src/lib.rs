@@ -83,6 +83,7 @@ mod mode;
 mod registry;
 mod scope;
 mod stats;
+pub mod stacks;
 mod sys;
 mod tag;
 mod thread;

@@ -114,6 +114,11 @@ impl Scope {
         }
     }
 
+    /// The scope of index `id` (an id read back from the counters).
+    pub(crate) fn from_id(id: u32) -> Scope {
+        Scope(id)
+    }
+
     /// The scope's index (0 is `unscoped`, 1 is `overflow`).
     pub fn id(self) -> u32 {
         self.0

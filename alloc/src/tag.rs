@@ -38,8 +38,9 @@ const TABLE_BITS: u32 = 17;
 const TABLE_SLOTS: usize = 1 << TABLE_BITS;
 /// A block is looked for in this many consecutive entries from its hash.
 const PROBES: usize = 32;
-/// Scope ids fit in the low bits of an entry (`MAX_SCOPES` is 2^14).
-const SCOPE_BITS: u32 = 14;
+/// Scope ids and the sampled bit fit in the low bits of an entry
+/// (`MAX_SCOPES` is 2^14).
+const SCOPE_BITS: u32 = 15;
 const SCOPE_MASK: u64 = (1 << SCOPE_BITS) - 1;
 
 /// Entries: `address >> 4` above the scope id; 0 is empty. Side-table
@@ -81,16 +82,17 @@ fn probe(key: u64) -> impl Iterator<Item = &'static AtomicU64> {
 }
 
 #[cold]
-fn side_insert(ptr: *mut u8, scope: u32) {
+fn side_insert(ptr: *mut u8, scope: u32) -> bool {
     let k = key(ptr);
     let entry = (k << SCOPE_BITS) | (u64::from(scope) & SCOPE_MASK);
     for slot in probe(k) {
         if slot.compare_exchange(0, entry, Relaxed, Relaxed).is_ok() {
-            return;
+            return true;
         }
     }
     // Window full: the block goes untagged.
     TABLE_FULL.fetch_add(1, Relaxed);
+    false
 }
 
 /// Blocks that found their probe window in the side table full.
@@ -117,20 +119,29 @@ fn side_take(ptr: *mut u8) -> Option<u32> {
     None
 }
 
-/// Tags the block `ptr` (`size` requested, `usable` usable bytes) with `scope`.
+/// Tags the block `ptr` (`size` requested, `usable` usable bytes) with
+/// `scope`; returns whether the block carries the tag.
 ///
 /// # Safety
 ///
 /// `ptr` is a live block of at least `usable` bytes that the caller owns.
 #[inline(always)]
-pub(crate) unsafe fn write(ptr: *mut u8, size: usize, usable: usize, scope: u32) {
+pub(crate) unsafe fn write(ptr: *mut u8, size: usize, usable: usize, scope: u32) -> bool {
     match place(size, usable) {
-        // SAFETY: the trailer lies in the block's slack, past what the
-        // program may touch (the caller's contract).
-        Place::Trailer(at) => unsafe { ptr.add(at).cast::<u32>().write_unaligned(scope) },
+        Place::Trailer(at) => {
+            // SAFETY: the trailer lies in the block's slack, past what the
+            // program may touch (the caller's contract).
+            unsafe { ptr.add(at).cast::<u32>().write_unaligned(scope) };
+            true
+        }
         Place::Side => side_insert(ptr, scope),
-        Place::None => {}
+        Place::None => false,
     }
+}
+
+/// Whether a block of these sizes can carry a tag.
+pub(crate) fn taggable(size: usize, usable: usize) -> bool {
+    !matches!(place(size, usable), Place::None)
 }
 
 /// Takes the tag off the block `ptr` (removing its side-table entry) and

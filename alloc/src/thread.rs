@@ -60,6 +60,7 @@ use crate::cell::{ScopeCell, cell, cell_of_owner};
 use crate::counts::{AtomicCounts, Counts, raise};
 use crate::global::{ATTRIBUTION, EXITED, LIVE, THREADS_LIVE, THREADS_MAX};
 use crate::registry::{Linked, Links, Registry};
+use crate::stacks::{SAMPLED, Sampler, Taken};
 use crate::sys;
 
 /// Net bytes (requested or usable) a thread may hold back before it
@@ -73,6 +74,9 @@ const UNINIT: u8 = 0;
 const ACTIVE: u8 = 1;
 const BUSY: u8 = 2;
 const TORN_DOWN: u8 = 3;
+
+/// The mode byte of owner mode (see `Tracked::MODE`).
+const OWNER_MODE: u8 = 2;
 
 /// Packed words: operations counted in the top 20 bits, requested bytes
 /// below. The cold path folds them into wide counters at least once per
@@ -236,6 +240,7 @@ pub(crate) struct Local {
     published_requested: Cell<i64>,
     peak_requested: AtomicI64,
     tid: AtomicU64,
+    sampler: Sampler,
     links: Links<Local>,
     slots: [Slot; SLOTS],
 }
@@ -258,6 +263,7 @@ impl Local {
             published_requested: Cell::new(0),
             peak_requested: AtomicI64::new(0),
             tid: AtomicU64::new(0),
+            sampler: Sampler::new(),
             links: Links::new(),
             slots: [const { Slot::new() }; SLOTS],
         }
@@ -356,29 +362,34 @@ pub(crate) fn on_alloc(requested: usize, usable: usize, mode: u8) {
     })
 }
 
-/// Counts a successful allocation; returns the scope it is charged to.
+/// Counts a successful allocation; returns the scope it is charged to,
+/// with [`SAMPLED`] set when its stack was sampled (owner mode).
 #[inline(always)]
 pub(crate) fn on_alloc_scoped(requested: usize, usable: usize, mode: u8) -> u32 {
-    LOCAL.with(|l| count_alloc(l, requested, usable, mode).scope.load(Relaxed))
+    LOCAL.with(|l| {
+        let s = l.slot();
+        let sampled = count(l, &s.alloc, requested, usable, mode);
+        s.scope.load(Relaxed) | sampled
+    })
 }
 
 #[inline(always)]
-fn count_alloc(l: &Local, requested: usize, usable: usize, mode: u8) -> &Slot {
-    let s = l.slot();
-    count(l, &s.alloc, requested, usable, mode);
-    s
+fn count_alloc(l: &Local, requested: usize, usable: usize, mode: u8) {
+    count(l, &l.slot().alloc, requested, usable, mode);
 }
 
 /// Adds one operation to one side of the current slot; past the side's
-/// limit, takes the cold path.
+/// limit, takes the cold path. Returns [`SAMPLED`] when owner mode sampled
+/// the operation's block, else 0.
 #[inline(always)]
-fn count(l: &Local, side: &Side, requested: usize, usable: usize, mode: u8) {
+fn count(l: &Local, side: &Side, requested: usize, usable: usize, mode: u8) -> u32 {
     bump(&side.packed, pack(requested));
     let total = side.usable.load(Relaxed).wrapping_add(usable as u64);
     side.usable.store(total, Relaxed);
     if total > side.limit.get() {
-        slow(l, mode);
+        return slow(l, mode, requested, usable);
     }
+    0
 }
 
 /// Counts a free charged to the current scope.
@@ -392,8 +403,13 @@ fn count_free(l: &Local, requested: usize, usable: usize, mode: u8) {
     count(l, &l.slot().free, requested, usable, mode);
 }
 
+/// Owner mode: the last sample this thread took, for its block.
+pub(crate) fn pending_sample() -> Taken {
+    LOCAL.with(|l| Taken(l.sampler.pending.get()))
+}
+
 /// Counts a successful reallocation charged to the current scope; returns
-/// that scope.
+/// that scope, with [`SAMPLED`] set when owner mode sampled the new block.
 #[inline(always)]
 pub(crate) fn on_realloc(
     old: usize,
@@ -423,19 +439,20 @@ fn count_realloc(
     let freed = s.free.usable.load(Relaxed).wrapping_add(old_usable as u64);
     s.free.usable.store(freed, Relaxed);
     if allocated > s.alloc.limit.get() || freed > s.free.limit.get() {
-        slow(l, mode);
+        return s.scope.load(Relaxed) | slow(l, mode, new, new_usable);
     }
     s.scope.load(Relaxed)
 }
 
-/// Owner mode: counts a free of a block that scope `owner` allocated.
+/// Owner mode: counts a free of block `ptr`, which scope `owner` allocated
+/// (with [`SAMPLED`] set if its stack was sampled).
 #[inline(always)]
-pub(crate) fn on_free_owned(requested: usize, usable: usize, owner: u32, mode: u8) {
+pub(crate) fn on_free_owned(ptr: *mut u8, requested: usize, usable: usize, owner: u32, mode: u8) {
     LOCAL.with(|l| {
         if l.slot().scope.load(Relaxed) == owner {
             count_free(l, requested, usable, mode);
         } else {
-            free_foreign(l, requested, usable, owner, mode);
+            free_foreign(l, ptr, requested, usable, owner, mode);
         }
     })
 }
@@ -465,13 +482,25 @@ pub(crate) fn on_realloc_owned(
 // ---------------------------------------------------------------------------
 
 /// Owner mode, a block of another scope: its cell is charged directly, the
-/// thread's retired counts take the free.
+/// thread's retired counts take the free. A sampled block leaves the live
+/// samples first.
 #[cold]
 #[inline(never)]
-fn free_foreign(l: &Local, requested: usize, usable: usize, owner: u32, mode: u8) {
+fn free_foreign(l: &Local, ptr: *mut u8, requested: usize, usable: usize, owner: u32, mode: u8) {
+    let owner = if owner & SAMPLED != 0 {
+        crate::stacks::leave_live(ptr);
+        let owner = owner & !SAMPLED;
+        if l.slot().scope.load(Relaxed) == owner {
+            count_free(l, requested, usable, mode);
+            return;
+        }
+        owner
+    } else {
+        owner
+    };
     retire_foreign(l, &Counts::free(requested, usable, 1), owner);
     if l.state.get() == UNINIT {
-        slow(l, mode);
+        slow(l, mode, 0, 0);
     }
 }
 
@@ -505,22 +534,49 @@ fn retire_foreign(l: &Local, freed: &Counts, owner: u32) {
     }
 }
 
-/// Everything that is not a plain count: folding, publishing, registering,
-/// counting after teardown.
+/// Everything that is not a plain count: folding, publishing, sampling,
+/// registering, counting after teardown. `requested` and `usable` are the
+/// sizes the operation allocated (0 for a free). Returns [`SAMPLED`] when
+/// owner mode sampled the operation's block, else 0.
 #[cold]
 #[inline(never)]
-fn slow(l: &Local, mode: u8) {
+fn slow(l: &Local, mode: u8, requested: usize, usable: usize) -> u32 {
     match l.state.get() {
         UNINIT => register(l, mode),
         ACTIVE => {
             let s = l.slot();
+            let taken = if l.sampler.mean.get() != 0 {
+                sample_due(l, s, requested, usable)
+            } else {
+                None
+            };
             l.write(|| s.fold());
             arm(l, s);
+            if let Some(taken) = taken
+                && mode == OWNER_MODE
+            {
+                l.sampler.pending.set(taken.0);
+                return SAMPLED;
+            }
         }
         TORN_DOWN => retire_torn_down(l),
         // Registering: the counts wait in the slot.
         _ => {}
     }
+    0
+}
+
+/// Samples the operation's block if its bytes took the thread past its
+/// countdown (see `arm`).
+fn sample_due(l: &Local, s: &Slot, requested: usize, usable: usize) -> Option<Taken> {
+    let sampler = &l.sampler;
+    let now = s.alloc.usable.load(Relaxed);
+    let consumed = now.wrapping_sub(sampler.armed.get());
+    if consumed <= sampler.left.get() {
+        return None;
+    }
+    sampler.armed.set(now);
+    sampler.take(s.scope.load(Relaxed), requested, usable)
 }
 
 /// Adds a net change of live bytes to a scope's cell and to the process's
@@ -558,7 +614,15 @@ fn publish(l: &Local, s: &Slot) {
 /// pending net changes stay within `FLUSH_BYTES`; frees are symmetric. Each
 /// operation thus compares its own usable counter with one constant; after
 /// a publication each has at least `FLUSH_BYTES / 2` of room.
+///
+/// While sampling, the current slot's allocation limit is also at most the
+/// thread's countdown to its next sample, counted from the slot's
+/// allocated usable bytes now.
 fn arm(l: &Local, s: &Slot) {
+    let current = ptr::eq(s, l.slot());
+    if current {
+        follow_sampling(l, s);
+    }
     let (pr, pu) = s.pending();
     if l.precise.get() != 0
         || pr.unsigned_abs() > FLUSH_BYTES / 2
@@ -583,8 +647,28 @@ fn arm(l: &Local, s: &Slot) {
     );
     let free_limit = (c.alloc_usable.wrapping_sub(pu))
         .min(c.alloc_requested.wrapping_sub(pr).wrapping_add(slack_freed));
-    s.alloc.limit.set(alloc_limit.wrapping_add(FLUSH_BYTES));
+    let mut alloc_limit = alloc_limit.wrapping_add(FLUSH_BYTES);
+    if current && l.sampler.mean.get() != 0 {
+        alloc_limit = alloc_limit.min(c.alloc_usable.saturating_add(l.sampler.left.get()));
+    }
+    s.alloc.limit.set(alloc_limit);
     s.free.limit.set(free_limit.wrapping_add(FLUSH_BYTES));
+}
+
+/// Takes the bytes the current slot `s` allocated since the countdown was
+/// last set off the countdown, and follows the process's sampling mean.
+fn follow_sampling(l: &Local, s: &Slot) {
+    let sampler = &l.sampler;
+    let was = sampler.mean.get();
+    sampler.follow();
+    if sampler.mean.get() != 0 {
+        let now = s.alloc.usable.load(Relaxed);
+        if was != 0 {
+            let consumed = now.wrapping_sub(sampler.armed.get());
+            sampler.left.set(sampler.left.get().saturating_sub(consumed));
+        }
+        sampler.armed.set(now);
+    }
 }
 
 fn register(l: &Local, mode: u8) {
@@ -754,9 +838,26 @@ pub(crate) fn switch_scope(scope: u32) -> u32 {
         if l.slots[index].scope.load(Relaxed) != scope {
             claim(l, index, scope);
         }
-        l.set_current(index);
+        if l.sampler.mean.get() != 0 {
+            switch_sampling(l, index);
+        } else {
+            l.set_current(index);
+        }
         previous
     })
+}
+
+/// While sampling: the countdown goes on from the slot it left, in the
+/// slot it enters.
+#[cold]
+#[inline(never)]
+fn switch_sampling(l: &Local, index: usize) {
+    follow_sampling(l, l.slot());
+    l.set_current(index);
+    l.sampler
+        .armed
+        .set(l.slot().alloc.usable.load(Relaxed));
+    arm(l, l.slot());
 }
 
 /// Publishes every slot of the calling thread that holds unpublished bytes.
@@ -796,7 +897,7 @@ fn ensure_registered() {
     }
     LOCAL.with(|l| {
         if l.state.get() == UNINIT {
-            slow(l, mode);
+            slow(l, mode, 0, 0);
         }
     });
 }

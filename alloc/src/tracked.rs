@@ -19,6 +19,7 @@ use std::marker::PhantomData;
 
 use crate::inner::Inner;
 use crate::mode::{Attribution, Counting, Mode};
+use crate::stacks::{self, SAMPLED};
 use crate::{tag, thread};
 
 /// A counting `GlobalAlloc` over an inner allocator `A`, with attribution mode
@@ -75,7 +76,7 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
         if Self::OWNER {
             let scope = thread::on_alloc_scoped(layout.size(), usable, Self::MODE);
             // SAFETY: the block is live, `usable` bytes long and ours.
-            unsafe { tag::write(ptr, layout.size(), usable, scope) };
+            unsafe { tag_new(ptr, layout.size(), usable, scope) };
         } else {
             thread::on_alloc(layout.size(), usable, Self::MODE);
         }
@@ -120,7 +121,7 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
         };
         // Counted first, so that the inner `dealloc` is a tail call.
         match owner {
-            Some(owner) => thread::on_free_owned(layout.size(), usable, owner, Self::MODE),
+            Some(owner) => thread::on_free_owned(ptr, layout.size(), usable, owner, Self::MODE),
             None => thread::on_free(layout.size(), usable, Self::MODE),
         }
         // SAFETY: caller's contract passed on.
@@ -139,6 +140,12 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
         } else {
             None
         };
+        // A sampled block leaves the live samples before its address may be
+        // reused.
+        let sample = match owner {
+            Some(owner) if owner & SAMPLED != 0 => stacks::leave_live(ptr),
+            _ => None,
+        };
         // SAFETY: caller's contract passed on.
         let new_ptr = unsafe {
             self.inner
@@ -146,11 +153,15 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
         };
         if new_ptr.is_null() {
             if let Some(owner) = owner {
+                if let Some(sample) = sample {
+                    stacks::enter_live(ptr, sample);
+                }
                 // SAFETY: the old block is still live and ours.
                 unsafe { tag::write(ptr, layout.size(), old_usable, owner) };
             }
             return new_ptr;
         }
+        let owner = owner.map(|owner| owner & !SAMPLED);
         // SAFETY: `new_ptr` was just returned for `new_size` with `layout`'s
         // alignment, which the caller guarantees is a valid layout.
         let new_usable = unsafe {
@@ -172,8 +183,45 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
         };
         if Self::OWNER {
             // SAFETY: the new block is live, `new_usable` bytes long and ours.
-            unsafe { tag::write(new_ptr, new_size, new_usable, scope) };
+            unsafe { tag_new(new_ptr, new_size, new_usable, scope) };
         }
         new_ptr
+    }
+}
+
+/// Owner mode: tags a new block with `scope`, as returned by the counters.
+///
+/// # Safety
+///
+/// `ptr` is a live block of at least `usable` bytes that the caller owns.
+#[inline(always)]
+unsafe fn tag_new(ptr: *mut u8, size: usize, usable: usize, scope: u32) {
+    if scope & SAMPLED != 0 {
+        // SAFETY: the caller's contract.
+        unsafe { tag_sampled(ptr, size, usable, scope & !SAMPLED) };
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { tag::write(ptr, size, usable, scope) };
+    }
+}
+
+/// Owner mode: tags a block whose stack was just sampled; it carries the
+/// sampled bit when it can be found again at its free.
+///
+/// # Safety
+///
+/// As [`tag_new`].
+#[cold]
+#[inline(never)]
+unsafe fn tag_sampled(ptr: *mut u8, size: usize, usable: usize, scope: u32) {
+    if tag::taggable(size, usable) && stacks::enter_live(ptr, thread::pending_sample()) {
+        // SAFETY: the caller's contract.
+        if unsafe { tag::write(ptr, size, usable, scope | SAMPLED) } {
+            return;
+        }
+        stacks::leave_live(ptr);
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { tag::write(ptr, size, usable, scope) };
     }
 }
