@@ -143,7 +143,9 @@ static TABLE_FULL: AtomicU64 = AtomicU64::new(0);
 fn hash(scope: u32, frames: &[usize]) -> u64 {
     let mut h = u64::from(scope).wrapping_add(0x9E37_79B9_7F4A_7C15);
     for &f in frames {
-        h = (h ^ f as u64).wrapping_mul(0x1000_0000_01B3).rotate_left(29);
+        h = (h ^ f as u64)
+            .wrapping_mul(0x1000_0000_01B3)
+            .rotate_left(29);
     }
     h & !READY
 }
@@ -157,8 +159,7 @@ fn record_of(scope: u32, frames: &[usize]) -> usize {
         let r = &RECORDS[index];
         match r.state.load(Acquire) {
             EMPTY => {
-                if r
-                    .state
+                if r.state
                     .compare_exchange(EMPTY, WRITING, Relaxed, Relaxed)
                     .is_ok()
                 {
@@ -216,7 +217,8 @@ pub fn live_table_overflows() -> u64 {
 }
 
 fn live_probe(ptr: usize) -> impl Iterator<Item = usize> {
-    let first = ((ptr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - LIVE_BITS)) as usize;
+    let first =
+        ((ptr as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - LIVE_BITS)) as usize;
     (0..LIVE_PROBES).map(move |i| (first + i) % LIVE_SLOTS)
 }
 
@@ -238,7 +240,10 @@ impl Taken {
 pub(crate) fn enter_live(ptr: *mut u8, taken: Taken) -> bool {
     let key = ptr as usize;
     for i in live_probe(key) {
-        if LIVE_KEYS[i].compare_exchange(0, key, Relaxed, Relaxed).is_ok() {
+        if LIVE_KEYS[i]
+            .compare_exchange(0, key, Relaxed, Relaxed)
+            .is_ok()
+        {
             LIVE_VALUES[i].store(taken.0, Relaxed);
             RECORDS[taken.record()]
                 .live
@@ -399,6 +404,14 @@ extern "C" fn step(context: *mut c_void, arg: *mut c_void) -> c_int {
     URC_CONTINUE
 }
 
+static UNWINDS: AtomicU64 = AtomicU64::new(0);
+
+/// Samples whose stack the unwinder walked; the others were recognized
+/// among the stacks their thread remembered.
+pub fn unwinds() -> u64 {
+    UNWINDS.load(Relaxed)
+}
+
 /// Stacks a thread remembers.
 const CACHED: usize = 4;
 
@@ -437,7 +450,9 @@ thread_local! {
 fn stack_pointer() -> usize {
     let sp: usize;
     // SAFETY: reads a register.
-    unsafe { std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    unsafe {
+        std::arch::asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags))
+    };
     sp
 }
 
@@ -456,6 +471,7 @@ fn capture(out: &mut [usize; MAX_FRAMES]) -> usize {
         cfas: [0; MAX_FRAMES + 1],
         len: 0,
     };
+    UNWINDS.fetch_add(1, Relaxed);
     // SAFETY: `step` only writes into `walk`, which outlives the call.
     unsafe { _Unwind_Backtrace(step, (&raw mut walk).cast()) };
     // Frame 0 is this function.

@@ -665,7 +665,9 @@ fn follow_sampling(l: &Local, s: &Slot) {
         let now = s.alloc.usable.load(Relaxed);
         if was != 0 {
             let consumed = now.wrapping_sub(sampler.armed.get());
-            sampler.left.set(sampler.left.get().saturating_sub(consumed));
+            sampler
+                .left
+                .set(sampler.left.get().saturating_sub(consumed));
         }
         sampler.armed.set(now);
     }
@@ -848,16 +850,32 @@ pub(crate) fn switch_scope(scope: u32) -> u32 {
 }
 
 /// While sampling: the countdown goes on from the slot it left, in the
-/// slot it enters.
+/// slot it enters, whose allocation limit comes down to the next sample
+/// (a limit that is lower than it needs to be only sends one operation to
+/// the cold path, which sets it right).
 #[cold]
 #[inline(never)]
 fn switch_sampling(l: &Local, index: usize) {
-    follow_sampling(l, l.slot());
+    let sampler = &l.sampler;
+    let consumed = l
+        .slot()
+        .alloc
+        .usable
+        .load(Relaxed)
+        .wrapping_sub(sampler.armed.get());
+    sampler
+        .left
+        .set(sampler.left.get().saturating_sub(consumed));
     l.set_current(index);
-    l.sampler
-        .armed
-        .set(l.slot().alloc.usable.load(Relaxed));
-    arm(l, l.slot());
+    let s = l.slot();
+    let now = s.alloc.usable.load(Relaxed);
+    sampler.armed.set(now);
+    s.alloc.limit.set(
+        s.alloc
+            .limit
+            .get()
+            .min(now.saturating_add(sampler.left.get())),
+    );
 }
 
 /// Publishes every slot of the calling thread that holds unpublished bytes.

@@ -15,7 +15,10 @@ fn of_scope(scope: Scope) -> Vec<SampledStack> {
 }
 
 fn live(scope: Scope) -> i64 {
-    of_scope(scope).iter().map(|s| s.live.expect("owner mode")).sum()
+    of_scope(scope)
+        .iter()
+        .map(|s| s.live.expect("owner mode"))
+        .sum()
 }
 
 #[test]
@@ -23,10 +26,15 @@ fn live_bytes_by_stack_follow_frees_on_other_threads() {
     stacks::start_sampling(DEFAULT_SAMPLE_BYTES);
     let scope = Scope::new("held");
     // 1 GiB in 64 KiB blocks, never touched: the process's memory stays small.
-    let mut blocks: Vec<Vec<u8>> = scope.in_scope(|| (0..16384).map(|_| Vec::with_capacity(65536)).collect());
+    let mut blocks: Vec<Vec<u8>> =
+        scope.in_scope(|| (0..16384).map(|_| Vec::with_capacity(65536)).collect());
     let truth = scope.stats().live_usable;
     let error = live(scope) as f64 / truth as f64 - 1.0;
-    assert!(error.abs() < 0.10, "live {:+.1}% off {truth}", error * 100.0);
+    assert!(
+        error.abs() < 0.10,
+        "live {:+.1}% off {truth}",
+        error * 100.0
+    );
     // Three quarters freed on another thread, in another scope.
     let freed: Vec<Vec<u8>> = blocks.drain(..12288).collect();
     std::thread::spawn(move || Scope::new("elsewhere").in_scope(|| drop(freed)))
@@ -35,7 +43,11 @@ fn live_bytes_by_stack_follow_frees_on_other_threads() {
     let truth = scope.stats().live_usable;
     assert!(truth > 0);
     let error = live(scope) as f64 / truth as f64 - 1.0;
-    assert!(error.abs() < 0.20, "after frees: live {:+.1}% off {truth}", error * 100.0);
+    assert!(
+        error.abs() < 0.20,
+        "after frees: live {:+.1}% off {truth}",
+        error * 100.0
+    );
     drop(blocks);
     assert_eq!(scope.stats().live_usable, 0);
     assert_eq!(live(scope), 0, "every sampled block left the live samples");
@@ -62,5 +74,9 @@ fn reallocations_move_live_samples_and_small_blocks_never_leak() {
     });
     assert_eq!(scope.stats().live_usable, 0);
     assert!(!of_scope(scope).is_empty());
-    assert_eq!(live(scope), 0, "no live bytes left behind by reallocations or untagged blocks");
+    assert_eq!(
+        live(scope),
+        0,
+        "no live bytes left behind by reallocations or untagged blocks"
+    );
 }

@@ -43,6 +43,7 @@ mod proc;
 pub mod report;
 pub mod sampler;
 pub mod session;
+pub mod stacks;
 mod summary;
 
 pub use audit::{ProcessAudit, ScopeAudit, process_audit, scope_audit};

@@ -12,8 +12,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::stacks::{Frame, ScopeStacks, StackReport, StacksReport};
+
 /// The schema tag written into every report.
-pub const REPORT_SCHEMA: &str = "memledger.report/1";
+pub const REPORT_SCHEMA: &str = "memledger.report/1.1";
 /// The major version of [`REPORT_SCHEMA`] this crate reads and writes.
 pub const REPORT_MAJOR: u32 = 1;
 
@@ -70,6 +72,10 @@ pub struct Report {
     /// Memory outside the global allocator, reported by hand per scope.
     #[serde(default)]
     pub external: Vec<ExternalReport>,
+    /// Sampled allocation stacks (since `memledger.report/1.1`); absent
+    /// when stacks were not sampled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<StacksReport>,
 }
 
 /// What the kernel (and mimalloc, when it is the inner allocator) says about the process.

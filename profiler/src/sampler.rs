@@ -97,6 +97,9 @@ pub struct Observed {
     pub scopes_at_heap_peak: Vec<ScopeAtPeak>,
     /// Heap live at the walk behind `scopes_at_heap_peak`.
     peak_walk_heap: Option<i64>,
+    /// Owner mode with stacks sampled: each stack record's live bytes at
+    /// that walk.
+    pub stacks_at_heap_peak: Vec<(usize, i64)>,
     /// Per scope id: the largest `live_requested - reserved` seen on a walk
     /// (`i64::MIN`: never seen).
     untracked_peaks: Vec<i64>,
@@ -183,6 +186,11 @@ impl Observed {
             }
         };
         self.peak_walk_heap = Some(heap);
+        if memledger_alloc::stacks::sample_bytes().is_some()
+            && memledger_alloc::attribution() == Some(memledger_alloc::Attribution::Owner)
+        {
+            self.stacks_at_heap_peak = crate::stacks::live_now();
+        }
         self.scopes_at_heap_peak = walk
             .iter()
             .map(|s| ScopeAtPeak {

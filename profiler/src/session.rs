@@ -64,8 +64,16 @@ impl Session {
     /// `MEMLEDGER_REPORT` (where to write, unset: nowhere),
     /// `MEMLEDGER_MEMORY_LIMIT` (see [`limit_from_env`]) and
     /// `MEMLEDGER_SAMPLE_MS` (a whole number of milliseconds above 0; unset
-    /// or malformed: [`DEFAULT_SAMPLE_MS`]).
+    /// or malformed: [`DEFAULT_SAMPLE_MS`]) and `MEMLEDGER_SAMPLE_BYTES`
+    /// (mean bytes between sampled allocation stacks, see
+    /// [`stacks`](crate::stacks); unset: none; malformed: none, with a
+    /// warning on stderr).
     pub fn from_env() -> Session {
+        match crate::stacks::sample_bytes_from_env() {
+            Ok(Some(bytes)) => memledger_alloc::stacks::start_sampling(bytes),
+            Ok(None) => {}
+            Err(e) => eprintln!("memledger: {e}"),
+        }
         let sample_ms = std::env::var("MEMLEDGER_SAMPLE_MS")
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
@@ -257,6 +265,13 @@ impl Session {
             consumers: audit::consumer_reports(),
             timeline: observed.timeline.clone(),
             external: audit::external_reports(),
+            // Symbolizing allocates (debug info): in the internal scope.
+            stacks: internal_scope().in_scope(|| {
+                crate::stacks::stacks_report(
+                    &observed.stacks_at_heap_peak,
+                    &observed.scopes_at_heap_peak,
+                )
+            }),
             ..Report::new()
         }
     }

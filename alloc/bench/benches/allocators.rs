@@ -35,6 +35,11 @@ fn main() -> std::process::ExitCode {
             Role::Owner,
         ),
         Contender::new(
+            "memledger counting + stacks",
+            env!("CARGO_BIN_EXE_memledger-counting-stacks"),
+            Role::Sampling,
+        ),
+        Contender::new(
             "cap<mimalloc>",
             env!("CARGO_BIN_EXE_cap-mimalloc"),
             Role::Peer,

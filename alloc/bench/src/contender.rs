@@ -13,6 +13,9 @@ pub enum Role {
     Counting,
     /// memledger in owner mode.
     Owner,
+    /// memledger in counting mode with allocation stacks sampled at the
+    /// default mean.
+    Sampling,
     /// Anything else: shown for comparison, no target.
     Peer,
 }
@@ -21,7 +24,7 @@ impl Role {
     /// Whether the binary runs memledger (and so reports the scope pair and
     /// the footprint patterns).
     pub fn is_memledger(self) -> bool {
-        matches!(self, Role::Counting | Role::Owner)
+        matches!(self, Role::Counting | Role::Owner | Role::Sampling)
     }
 
     /// The performance contract's target for this role on `workload`, if any.
@@ -33,6 +36,9 @@ impl Role {
                 Some(Target::Ratio(1.10))
             }
             (Role::Owner, Workload::Pairs | Workload::Churn | Workload::ChurnAllCores) => {
+                Some(Target::Ratio(1.30))
+            }
+            (Role::Sampling, Workload::Churn | Workload::ChurnAllCores) => {
                 Some(Target::Ratio(1.30))
             }
             _ => None,
@@ -128,6 +134,11 @@ mod tests {
             Some(Target::Nanos(5.0))
         );
         assert_eq!(Role::Counting.target(Workload::Realloc), None);
+        assert_eq!(
+            Role::Sampling.target(Workload::Churn),
+            Some(Target::Ratio(1.30))
+        );
+        assert_eq!(Role::Sampling.target(Workload::Pairs), None);
         assert_eq!(Role::Peer.target(Workload::Pairs), None);
         assert!(Target::Ratio(1.15).is_met_by(1.15));
         assert!(!Target::Ratio(1.15).is_met_by(1.151));
