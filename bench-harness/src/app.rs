@@ -26,6 +26,8 @@ pub const ENV_REPORT: &str = "MEMLEDGER_REPORT";
 pub const ENV_MEMORY_LIMIT: &str = "MEMLEDGER_MEMORY_LIMIT";
 /// The timeline sampling interval in milliseconds.
 pub const ENV_SAMPLE_MS: &str = "MEMLEDGER_SAMPLE_MS";
+/// Mean bytes between sampled allocation stacks; unset means none.
+pub const ENV_SAMPLE_BYTES: &str = "MEMLEDGER_SAMPLE_BYTES";
 
 /// Parses the command line and runs the subcommand; returns the exit code.
 pub fn main() -> u8 {
@@ -129,6 +131,7 @@ fn run(args: RunArgs) -> Result<u8, String> {
         memory_limit_bytes: args.memory_limit,
         timeout_ms,
         sample_ms: args.sample_ms,
+        stack_sample_bytes: args.stacks,
         repeat: args.repeat,
     };
     let holder = format!(
@@ -221,8 +224,12 @@ fn run(args: RunArgs) -> Result<u8, String> {
             }
             progress.finish_one(&progress_line(&label, &record));
             records.push(record);
+            let mut result = QueryResult::from_repeats(&query.id, &records);
+            if let Err(e) = crate::stacks::attach(&args.out, &mut result) {
+                note(&format!("mem_profile: {}: {e}", query.id));
+            }
             writer
-                .record(QueryResult::from_repeats(&query.id, &records))
+                .record(result)
                 .map_err(|e| format!("cannot write {}: {e}", writer.run_path().display()))?;
         }
     }
@@ -367,6 +374,13 @@ fn child_spec(suite: &Suite, query: &Query, report: &Path, args: &RunArgs) -> Ch
         // environment must not contradict it.
         None => env_remove.push(OsString::from(ENV_MEMORY_LIMIT)),
     }
+    match args.stacks {
+        Some(bytes) => env.push((
+            OsString::from(ENV_SAMPLE_BYTES),
+            OsString::from(bytes.to_string()),
+        )),
+        None => env_remove.push(OsString::from(ENV_SAMPLE_BYTES)),
+    }
     ChildSpec {
         program: suite.program.clone(),
         argv: suite.argv(query),
@@ -428,6 +442,13 @@ fn compare(args: CompareArgs) -> Result<u8, String> {
     )
     .map_err(|e| e.to_string())?;
     emit(&exporter(args.format).comparison(&comparison));
+    if matches!(args.format, Format::Table | Format::Markdown) {
+        emit(&crate::stacks::growth_section(
+            &baseline,
+            &current,
+            args.format == Format::Markdown,
+        ));
+    }
     Ok(if comparison.regressions() > 0 {
         EXIT_REGRESSION
     } else {

@@ -106,6 +106,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "SIZE", default_value = DEFAULT_MAX_REPORT_SIZE, allow_hyphen_values = true, value_parser = parse_size)]
     pub max_report_size: u64,
 
+    /// Sample allocation stacks in the queries, one per SIZE allocated on
+    /// average (default 512KiB), passed as MEMLEDGER_SAMPLE_BYTES; writes
+    /// folded stacks and flamegraphs to stacks/ in the out directory.
+    #[arg(long, value_name = "SIZE", num_args = 0..=1, require_equals = true, default_missing_value = "512KiB", value_parser = parse_stack_size)]
+    pub stacks: Option<u64>,
+
     /// RSS sampling interval in ms (also passed as MEMLEDGER_SAMPLE_MS).
     #[arg(long, value_name = "MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub sample_ms: u64,
@@ -122,6 +128,14 @@ pub struct RunArgs {
     /// Exit 0 even when queries fail.
     #[arg(long)]
     pub allow_failures: bool,
+}
+
+/// `--stacks=SIZE`: a size above 0.
+fn parse_stack_size(text: &str) -> Result<u64, String> {
+    match parse_size(text)? {
+        0 => Err("the mean bytes between sampled stacks must be above 0".to_string()),
+        n => Ok(n),
+    }
 }
 
 /// A `METRIC=VALUE` override.

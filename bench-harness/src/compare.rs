@@ -466,6 +466,7 @@ pub(crate) mod tests {
             min: None,
             median: None,
             report: None,
+            stacks: None,
         }
     }
 

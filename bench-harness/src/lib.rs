@@ -41,6 +41,7 @@ pub mod output;
 pub mod progress;
 pub mod run;
 pub mod runner;
+pub mod stacks;
 pub mod suite;
 pub mod sweep;
 pub mod units;

@@ -1,4 +1,4 @@
-//! The harness's results: `memledger.run/1.1`.
+//! The harness's results: `memledger.run/1.2`.
 //!
 //! One [`Run`] holds the [`Context`] (what ran, where, when, under which
 //! limits) and one [`QueryResult`] per query. Byte figures are integers in
@@ -19,7 +19,8 @@
 //! Compatibility: a reader accepts the major version it knows and ignores
 //! unknown fields; an unknown major is refused with a message that names it.
 //! Minor versions: `1.1` added the `interrupted` status and the run's
-//! `interrupted` flag.
+//! `interrupted` flag; `1.2` the context's `stack_sample_bytes` and each
+//! query's `stacks` (its sampled-stack files).
 
 use std::path::Path;
 
@@ -27,7 +28,7 @@ use memledger_profiler::report::{Report, schema_major};
 use serde::{Deserialize, Serialize};
 
 /// The schema tag of every run this crate writes.
-pub const RUN_SCHEMA: &str = "memledger.run/1.1";
+pub const RUN_SCHEMA: &str = "memledger.run/1.2";
 /// The major version of [`RUN_SCHEMA`] this crate reads and writes.
 pub const RUN_MAJOR: u32 = 1;
 /// The file a run is written to inside its output directory.
@@ -74,6 +75,10 @@ pub struct Context {
     pub timeout_ms: Option<u64>,
     /// The RSS sampling interval (also passed as `MEMLEDGER_SAMPLE_MS`).
     pub sample_ms: u64,
+    /// Mean bytes between sampled allocation stacks (`--stacks`, passed as
+    /// `MEMLEDGER_SAMPLE_BYTES`); absent when stacks were not sampled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack_sample_bytes: Option<u64>,
     /// Runs per query.
     pub repeat: u32,
 }
@@ -288,6 +293,10 @@ pub struct QueryResult {
     /// The child's own report, when it wrote a readable one.
     #[serde(default)]
     pub report: Option<Report>,
+    /// Where its sampled-stack files are, relative to the run's out
+    /// directory (`run --stacks`; since `memledger.run/1.2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stacks: Option<crate::stacks::StackFiles>,
 }
 
 impl QueryResult {
@@ -322,6 +331,7 @@ impl QueryResult {
             min: Some(Figures::min(&pool)),
             median: Some(median),
             report: shown.and_then(|r| r.report.clone()),
+            stacks: None,
         }
     }
 }

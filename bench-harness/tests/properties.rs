@@ -90,6 +90,7 @@ fn query_result(index: usize) -> impl Strategy<Value = QueryResult> {
                     error,
                     stderr_tail: tail,
                     timeline,
+                    stacks: None,
                     repeats: repeats
                         .into_iter()
                         .map(|(status, figures)| Repeat {

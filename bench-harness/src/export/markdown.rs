@@ -32,6 +32,7 @@ impl Export for Markdown {
                 out.push_str(&format!("- {}\n", escape(&line)));
             }
         }
+        out.push_str(&crate::stacks::summary_section(run));
         out
     }
 
@@ -182,6 +183,7 @@ A figure regresses when it grows by more than both its threshold and its floor (
                 memory_bytes: 8192 * MIB,
             },
             date: "2025-01-02T03:04:05Z".into(),
+            stack_sample_bytes: None,
             memory_limit_bytes: Some(512 * MIB),
             timeout_ms: Some(60_000),
             sample_ms: 20,
