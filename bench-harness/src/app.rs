@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::classify::{ReportState, classify};
-use crate::cli::{BlessArgs, Cli, Command, CompareArgs, RunArgs, ShowArgs, SuiteName};
-use crate::compare::Rules;
+use crate::cli::{BlessArgs, Cli, Command, CompareArgs, ReportArgs, RunArgs, ShowArgs, SuiteName};
 use crate::export::{Format, exporter, one_line, status_cell};
 use crate::files::{LOCK_FILE, check_replaceable, same_file, write_atomic};
 use crate::output::{RunWriter, SUMMARY_FILE, lock_dir};
@@ -40,6 +39,7 @@ pub fn main() -> u8 {
         Command::Compare(args) => compare(args),
         Command::Bless(args) => bless(args),
         Command::Show(args) => show(args),
+        Command::Report(args) => report(args),
         Command::Sweep(args) => crate::sweep::command::sweep(args),
         Command::Launch(args) => {
             let (program, argv) = args.command.split_at(1);
@@ -428,13 +428,7 @@ fn compare(args: CompareArgs) -> Result<u8, String> {
     }
     let baseline = Run::read(&args.baseline)?;
     let current = Run::read(&args.current)?;
-    let mut rules = Rules::new(args.threshold, args.floor);
-    for o in &args.metric_threshold {
-        rules.set_threshold(o.metric, o.value);
-    }
-    for o in &args.metric_floor {
-        rules.set_floor(o.metric, o.value);
-    }
+    let rules = args.rules.rules();
     let comparison = crate::compare::compare(
         (&args.baseline.display().to_string(), &baseline),
         (&args.current.display().to_string(), &current),
@@ -498,5 +492,63 @@ fn show(args: ShowArgs) -> Result<u8, String> {
     }
     let run = Run::read(&args.file)?;
     emit(&exporter(args.format).run(&run));
+    Ok(EXIT_OK)
+}
+
+/// `mem_profile report`: the run (and its baseline) as one HTML page.
+fn report(args: ReportArgs) -> Result<u8, String> {
+    let (dir, run_file) = if args.run.is_dir() {
+        (args.run.clone(), args.run.join(RUN_FILE))
+    } else {
+        let dir = match args.run.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        (dir, args.run.clone())
+    };
+    let text = crate::files::read_limited(&run_file, crate::run::RUN_READ_CAP, true)
+        .map_err(|e| format!("cannot read {}: {e}", run_file.display()))?;
+    let run = Run::from_json(&text).map_err(|e| format!("{}: {e}", run_file.display()))?;
+    let baseline = args.baseline.as_deref().map(Run::read).transpose()?;
+    for input in [Some(&run_file), args.baseline.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        let input = if input.is_dir() {
+            input.join(RUN_FILE)
+        } else {
+            input.clone()
+        };
+        if same_file(&input, &args.output) {
+            return Err(format!(
+                "refusing to write the report over its own input {}; choose another -o",
+                input.display()
+            ));
+        }
+    }
+    let comparison = match (&args.baseline, &baseline) {
+        (Some(path), Some(base)) => Some(
+            crate::compare::compare(
+                (&path.display().to_string(), base),
+                (&args.run.display().to_string(), &run),
+                &args.rules.rules(),
+            )
+            .map_err(|e| e.to_string())?,
+        ),
+        _ => None,
+    };
+    let flamegraphs = crate::export::html::flamegraphs(&text, &dir);
+    let page = crate::export::html::ReportPage {
+        run: &run,
+        baseline: baseline.as_ref().zip(comparison.as_ref()),
+        flamegraphs: &flamegraphs,
+    };
+    write_atomic(&args.output, &crate::export::html::render(&page))
+        .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
+    note(&format!(
+        "mem_profile: wrote {} ({} queries)",
+        args.output.display(),
+        run.queries.len()
+    ));
     Ok(EXIT_OK)
 }

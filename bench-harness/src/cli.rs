@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::compare::Metric;
+use crate::compare::{Metric, Rules};
 use crate::export::Format;
 use crate::units::{parse_percent, parse_scale, parse_size, parse_timeout};
 
@@ -41,6 +41,15 @@ pub enum Command {
     Bless(BlessArgs),
     /// Print a run or a baseline.
     Show(ShowArgs),
+    /// Write a run as one self-contained HTML page (timelines, scopes, consumers).
+    ///
+    /// Per query: its memory timeline (RSS, heap live, reserved, the limit,
+    /// the peaks; drag to zoom), the scopes at the heap peak, the
+    /// consumers, the status and error text, and its flamegraph when the
+    /// run names one. With --baseline, the baseline's timelines are drawn
+    /// under the run's and each change is coloured as `compare` judges it.
+    /// The page opens from disk and fetches nothing.
+    Report(ReportArgs),
     /// Find the smallest memory limit each query passes at, and the limits
     /// above it where it fails.
     Sweep(crate::sweep::options::SweepArgs),
@@ -116,8 +125,9 @@ pub struct RunArgs {
     #[arg(long, value_name = "MS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub sample_ms: u64,
 
-    /// Directory for run.json and summary.md, rewritten after every repeat;
-    /// locked while the run writes there.
+    /// Directory for run.json, summary.md and one SVG timeline per query
+    /// (linked from summary.md), rewritten after every repeat; locked while
+    /// the run writes there.
     #[arg(long, value_name = "DIR", default_value = "mem_profile_out")]
     pub out: PathBuf,
 
@@ -176,6 +186,18 @@ pub struct CompareArgs {
     /// The run to judge (same forms as BASELINE).
     pub current: PathBuf,
 
+    /// When a change is a regression.
+    #[command(flatten)]
+    pub rules: RuleArgs,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Markdown)]
+    pub format: Format,
+}
+
+/// The thresholds and floors of a comparison (`compare`, `report --baseline`).
+#[derive(Debug, Args)]
+pub struct RuleArgs {
     /// Relative growth needed for a regression (every metric).
     #[arg(long, value_name = "PERCENT", default_value = "5%", allow_hyphen_values = true, value_parser = parse_percent)]
     pub threshold: f64,
@@ -192,10 +214,39 @@ pub struct CompareArgs {
     /// Per-metric floor, e.g. heap_peak=4MiB or allocations=500 (repeatable).
     #[arg(long, value_name = "METRIC=AMOUNT", value_parser = parse_metric_floor)]
     pub metric_floor: Vec<MetricValue<u64>>,
+}
 
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Markdown)]
-    pub format: Format,
+impl RuleArgs {
+    /// The rules these options give.
+    pub fn rules(&self) -> Rules {
+        let mut rules = Rules::new(self.threshold, self.floor);
+        for o in &self.metric_threshold {
+            rules.set_threshold(o.metric, o.value);
+        }
+        for o in &self.metric_floor {
+            rules.set_floor(o.metric, o.value);
+        }
+        rules
+    }
+}
+
+/// `mem_profile report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run: its directory (flamegraphs named by the run are read from
+    /// there) or its run.json.
+    #[arg(default_value = "mem_profile_out")]
+    pub run: PathBuf,
+    /// A run or baseline to compare with: its timelines are drawn under the
+    /// run's, and each figure's change is coloured as `compare` judges it.
+    #[arg(long, value_name = "BASE")]
+    pub baseline: Option<PathBuf>,
+    /// When a change is a regression (with --baseline).
+    #[command(flatten)]
+    pub rules: RuleArgs,
+    /// Where to write the page.
+    #[arg(short, long, value_name = "FILE", default_value = "report.html")]
+    pub output: PathBuf,
 }
 
 /// `mem_profile bless`.
@@ -326,10 +377,14 @@ mod tests {
         let Command::Compare(c) = cli.command else {
             panic!("not compare")
         };
-        assert_eq!(c.metric_threshold[0].metric, Metric::PeakRss);
-        assert_eq!(c.metric_threshold[0].value, 0.10);
-        assert_eq!(c.metric_floor[0].value, 500);
-        assert_eq!(c.threshold, 0.05);
-        assert_eq!(c.floor, 1024 * 1024);
+        assert_eq!(c.rules.metric_threshold[0].metric, Metric::PeakRss);
+        assert_eq!(c.rules.metric_threshold[0].value, 0.10);
+        assert_eq!(c.rules.metric_floor[0].value, 500);
+        assert_eq!(c.rules.threshold, 0.05);
+        assert_eq!(c.rules.floor, 1024 * 1024);
+        let rules = c.rules.rules();
+        assert_eq!(rules.get(Metric::PeakRss).threshold, 0.10);
+        assert_eq!(rules.get(Metric::HeapPeak).threshold, 0.05);
+        assert_eq!(rules.get(Metric::Allocations).floor, 500);
     }
 }

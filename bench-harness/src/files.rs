@@ -64,6 +64,22 @@ pub fn check_replaceable(path: &Path) -> io::Result<()> {
     }
 }
 
+/// An id made fit for a file name: its first 64 characters, those other
+/// than ASCII letters, digits, `-`, `_` and `.` replaced by `_`. Two ids may
+/// give the same text: callers that need unique names add an index.
+pub fn file_name_part(id: &str) -> String {
+    id.chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// A temporary name beside `path` that no other writer uses:
 /// `.NAME.PID.N.tmp`, `N` unique within this process and mixed with the clock.
 fn temporary_path(path: &Path, name: &std::ffi::OsStr) -> PathBuf {

@@ -6,11 +6,11 @@
 //!                 ├▶ runner     one child: wall time, peak RSS, timeline, stderr
 //!                 │    └▶ launcher (mem_profile __launch) ─▶ query and all it starts
 //!                 ├▶ classify   status from how it ended and its report
-//!                 ├▶ output     run.json + summary.md, rewritten after every repeat
+//!                 ├▶ output     run.json + summary.md + timelines, rewritten after every repeat
 //!                 │    └▶ files   unique temp files, capped reads, the out-dir lock
 //!                 ├▶ compare    verdicts between two runs
 //!                 ├▶ sweep      the smallest limit each query passes at
-//!                 └▶ export     table, Markdown, JSON
+//!                 └▶ export     table, Markdown, JSON; SVG timelines; the HTML report
 //! ```
 //!
 //! The protocol with a benchmark binary is three environment variables:

@@ -23,11 +23,19 @@ fn names(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// What a finished run leaves in its out directory, and nothing else.
-fn run_files() -> BTreeSet<String> {
+/// What a finished run leaves in its out directory, and nothing else:
+/// its files and one timeline per query of `run` (its `run.json`).
+fn run_files(run: &serde_json::Value) -> BTreeSet<String> {
+    let timelines = run["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, q)| memledger_harness::output::timeline_name(i, q["id"].as_str().unwrap()));
     ["run.json", "summary.md", ".mem_profile.lock"]
         .into_iter()
         .map(String::from)
+        .chain(timelines)
         .collect()
 }
 
@@ -99,7 +107,7 @@ fn a_fifo_report_is_a_failed_row_not_a_hang() {
         "ok",
         "later queries still run"
     );
-    assert_eq!(names(&out), run_files());
+    assert_eq!(names(&out), run_files(&run));
 }
 
 #[test]
@@ -185,7 +193,7 @@ fn a_planted_symlink_is_never_followed() {
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     let run = run_json(&out.join("run.json"));
     assert_eq!(query(&run, "touch=1M report")["status"], "ok");
-    let mut expected = run_files();
+    let mut expected = run_files(&run);
     expected.extend(
         [
             "saved.json",
@@ -339,7 +347,7 @@ fn a_setsid_grandchild_dies_with_its_query_and_counts_in_its_peak() {
     let peak = row["peak_rss_bytes"].as_u64().unwrap();
     assert!(peak >= 40 * MIB, "the grandchild's 40 MiB count: {peak}");
     assert_eq!(query(&run, "exit=0")["status"], "ok");
-    assert_eq!(names(&dir.path().join("mem_profile_out")), run_files());
+    assert_eq!(names(&dir.path().join("mem_profile_out")), run_files(&run));
 }
 
 #[test]
@@ -464,7 +472,7 @@ fn a_closed_stderr_loses_progress_only() {
             .iter()
             .all(|q| q["status"] == "ok")
     );
-    assert_eq!(names(&dir.path().join("mem_profile_out")), run_files());
+    assert_eq!(names(&dir.path().join("mem_profile_out")), run_files(&run));
 }
 
 #[test]
@@ -534,7 +542,7 @@ fn interrupted_repeats_mark_the_query_interrupted() {
         .map(|r| r["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["ok", "ok", "interrupted"]);
-    assert_eq!(names(&dir.path().join("mem_profile_out")), run_files());
+    assert_eq!(names(&dir.path().join("mem_profile_out")), run_files(&run));
 
     let bless = mem_profile(dir.path(), &["bless", "-o", "base.json"]);
     assert_eq!(bless.status.code(), Some(2));

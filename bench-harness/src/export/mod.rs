@@ -2,15 +2,22 @@
 //!
 //! - [`table`]: aligned columns for a terminal;
 //! - [`markdown`]: GitHub-flavoured Markdown (`summary.md`, CI job summaries);
-//! - [`json`]: the run itself (`memledger.run/1`) or a comparison.
+//! - [`json`]: the run itself (`memledger.run/1`) or a comparison;
+//! - [`html`]: `mem_profile report`, one self-contained page per run, with
+//!   each query's [`timeline`] (also written as SVG next to `summary.md`)
+//!   drawn with the axes and escaping of [`plot`], which the sweep's plots
+//!   share.
 //!
 //! The cells are made here, once, so that every format shows the same words
 //! and units: MiB with one decimal, `-` for a figure nobody measured. Adding
 //! a format is one new file and one arm in [`exporter`].
 
+pub mod html;
 pub mod json;
 pub mod markdown;
+pub mod plot;
 pub mod table;
+pub mod timeline;
 
 use crate::compare::{Comparison, Metric, MetricChange, Outcome, QueryComparison, Verdict};
 use crate::run::{QueryResult, Run, Status};

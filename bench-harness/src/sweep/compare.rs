@@ -367,7 +367,7 @@ pub fn render(comparison: &SweepComparison, format: Format) -> String {
 
 /// `mem_profile compare` on sweeps: exit 3 on a regression.
 pub fn command(args: &CompareArgs) -> Result<u8, String> {
-    if !args.metric_threshold.is_empty() || !args.metric_floor.is_empty() {
+    if !args.rules.metric_threshold.is_empty() || !args.rules.metric_floor.is_empty() {
         return Err(
             "--metric-threshold and --metric-floor apply to runs; sweeps compare their minimum \
              limit with --threshold and --floor"
@@ -379,8 +379,8 @@ pub fn command(args: &CompareArgs) -> Result<u8, String> {
     let comparison = compare(
         (&args.baseline.display().to_string(), &baseline),
         (&args.current.display().to_string(), &current),
-        args.threshold,
-        args.floor,
+        args.rules.threshold,
+        args.rules.floor,
     )?;
     crate::app::emit(&render(&comparison, args.format));
     Ok(if comparison.regressions() > 0 {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use super::results::{QuerySweep, SWEEP_FILE, Sweep, SweepContext};
 use super::{summary, svg};
-use crate::files::{DirLock, check_replaceable, write_atomic};
+use crate::files::{DirLock, check_replaceable, file_name_part, write_atomic};
 use crate::output::SUMMARY_FILE;
 
 /// A sweep being written as it happens.
@@ -20,21 +20,9 @@ pub struct SweepWriter {
 }
 
 /// The plot's file name for the query at `index` of the suite: the index
-/// keeps names unique, the id (characters other than letters, digits, `-`,
-/// `_` and `.` replaced) keeps them readable.
+/// keeps names unique, the id (see [`file_name_part`]) keeps them readable.
 pub fn plot_name(index: usize, id: &str) -> String {
-    let clean: String = id
-        .chars()
-        .take(64)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("{:02}-{clean}.svg", index + 1)
+    format!("{:02}-{}.svg", index + 1, file_name_part(id))
 }
 
 impl SweepWriter {

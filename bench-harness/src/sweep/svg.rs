@@ -12,6 +12,7 @@
 use std::fmt::Write;
 
 use super::results::{Point, QuerySweep};
+use crate::export::plot::{Axis, escape, shorten};
 use crate::units::{MIB, format_size};
 
 const WIDTH: f64 = 760.0;
@@ -56,10 +57,7 @@ const TITLE_ID_CHARS: usize = 48;
 
 /// The SVG document for one query (a plot with no point says so).
 pub fn plot(query: &QuerySweep) -> String {
-    let mut id: String = query.id.chars().take(TITLE_ID_CHARS).collect();
-    if query.id.chars().count() > TITLE_ID_CHARS {
-        id.push('…');
-    }
+    let id = shorten(&query.id, TITLE_ID_CHARS);
     let points: Vec<&Point> = query
         .points
         .iter()
@@ -74,8 +72,8 @@ pub fn plot(query: &QuerySweep) -> String {
         .iter()
         .flat_map(|p| SERIES.iter().filter_map(|s| (s.value)(p)))
         .fold(x_max, f64::max);
-    let x_axis = Axis::new(x_max);
-    let y_axis = Axis::new(y_max);
+    let x_axis = Axis::new(x_max, MIB as f64);
+    let y_axis = Axis::new(y_max, MIB as f64);
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let x = |bytes: f64| LEFT + bytes / x_axis.max * plot_w;
@@ -267,79 +265,9 @@ pub fn plot(query: &QuerySweep) -> String {
     svg
 }
 
-/// A linear axis from 0, in bytes, with ticks at 1, 2 or 5 × 10^k MiB.
-struct Axis {
-    /// The axis's end in bytes (a whole number of ticks, above 0).
-    max: f64,
-    /// Bytes between two ticks.
-    tick: f64,
-}
-
-impl Axis {
-    fn new(max_value: f64) -> Axis {
-        let mib = (max_value / MIB as f64).max(1e-3);
-        let rough = mib / 6.0;
-        let magnitude = 10f64.powf(rough.log10().floor());
-        let tick = [1.0, 2.0, 5.0, 10.0]
-            .iter()
-            .map(|m| m * magnitude)
-            .find(|&t| t >= rough)
-            .unwrap_or(10.0 * magnitude);
-        let ticks = (mib / tick).ceil().max(1.0);
-        Axis {
-            max: ticks * tick * MIB as f64,
-            tick: tick * MIB as f64,
-        }
-    }
-
-    fn ticks(&self) -> impl Iterator<Item = f64> + '_ {
-        let n = (self.max / self.tick).round() as u32;
-        (0..=n).map(move |i| f64::from(i) * self.tick)
-    }
-
-    /// A tick's label in MiB, with as many decimals as the tick step needs.
-    fn label(&self, bytes: f64) -> String {
-        let step = self.tick / MIB as f64;
-        let decimals = if step >= 1.0 {
-            0
-        } else {
-            (-step.log10()).ceil() as usize
-        };
-        format!("{:.*}", decimals, bytes / MIB as f64)
-    }
-}
-
-/// Text safe inside an element or an attribute.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn axes_end_on_a_round_tick() {
-        let axis = Axis::new(100.0 * MIB as f64);
-        assert_eq!(axis.tick, 20.0 * MIB as f64);
-        assert_eq!(axis.max, 100.0 * MIB as f64);
-        assert_eq!(axis.ticks().count(), 6);
-        let small = Axis::new(0.3 * MIB as f64);
-        assert_eq!(small.label(small.tick), "0.05");
-        assert!(Axis::new(0.0).max > 0.0, "an empty plot still has an axis");
-    }
 
     #[test]
     fn a_query_without_limits_still_gets_a_valid_plot() {
@@ -375,10 +303,5 @@ mod tests {
             .filter(|n| n.attribute("class") == Some("series"))
             .count();
         assert_eq!(series, 3);
-    }
-
-    #[test]
-    fn text_is_escaped() {
-        assert_eq!(escape("a<b & \"c\"\n"), "a&lt;b &amp; &quot;c&quot; ");
     }
 }
