@@ -2,12 +2,20 @@
 //!
 //! - [`table`]: aligned columns for a terminal;
 //! - [`markdown`]: GitHub-flavoured Markdown (`summary.md`, CI job summaries);
+//! - [`github_comment`]: Markdown for a pull-request comment, regressions
+//!   first, within GitHub's size limit;
 //! - [`json`]: the run itself (`memledger.run/1`) or a comparison.
 //!
 //! The cells are made here, once, so that every format shows the same words
 //! and units: MiB with one decimal, `-` for a figure nobody measured. Adding
 //! a format is one new file and one arm in [`exporter`].
+//!
+//! `mem_profile export` writes a run's raw figures for dashboards:
+//! [`bencher`] (Bencher Metric Format JSON) and [`csv`].
 
+pub mod bencher;
+pub mod csv;
+pub mod github_comment;
 pub mod json;
 pub mod markdown;
 pub mod table;
@@ -37,6 +45,9 @@ pub enum Format {
     Markdown,
     /// JSON (`memledger.run/1`, or `memledger.compare/1` for a comparison).
     Json,
+    /// A pull-request comment body: regressions, improvements, the rest
+    /// folded; at most 64 KiB.
+    GithubComment,
 }
 
 /// The exporter for a format.
@@ -45,11 +56,13 @@ pub fn exporter(format: Format) -> Box<dyn Export> {
         Format::Table => Box::new(table::Table),
         Format::Markdown => Box::new(markdown::Markdown),
         Format::Json => Box::new(json::Json),
+        Format::GithubComment => Box::new(github_comment::GithubComment),
     }
 }
 
-/// The columns of a run's table.
-pub const RUN_COLUMNS: [&str; 11] = [
+/// The columns of a run's table. The growth ratios leave out what the
+/// process held when its measured window began (see [`crate::run`]).
+pub const RUN_COLUMNS: [&str; 13] = [
     "query",
     "status",
     "time",
@@ -59,13 +72,15 @@ pub const RUN_COLUMNS: [&str; 11] = [
     "limit",
     "RSS/reserved",
     "heap/reserved",
+    "RSS growth/reserved",
+    "heap growth/reserved",
     "untracked at heap peak",
     "allocations",
 ];
 
 /// Which run columns hold numbers (right-aligned).
-pub const RUN_NUMERIC: [bool; 11] = [
-    false, false, true, true, true, true, true, true, true, true, true,
+pub const RUN_NUMERIC: [bool; 13] = [
+    false, false, true, true, true, true, true, true, true, true, true, true, true,
 ];
 
 /// The columns of a comparison's table.
@@ -88,12 +103,9 @@ pub fn status_cell(status: Status, exit_code: Option<i32>, signal: Option<i32>) 
     }
 }
 
-/// `peak / reserved` as `3.2x`, or `-` without a reserved peak above 0.
-fn ratio(numerator: Option<f64>, reserved: Option<u64>) -> String {
-    match (numerator, reserved) {
-        (Some(n), Some(r)) if r > 0 => format!("{:.1}x", n / r as f64),
-        _ => NOT_MEASURED.to_string(),
-    }
+/// A ratio to the reserved peak as `3.2x`, or `-` when there is none.
+fn ratio(ratio: Option<f64>) -> String {
+    or_dash(ratio, |r| format!("{r:.1}x"))
 }
 
 fn or_dash<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
@@ -101,8 +113,13 @@ fn or_dash<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
 }
 
 /// The cells of one query's row, in [`RUN_COLUMNS`] order.
-pub fn run_row(query: &QueryResult) -> [String; 11] {
+pub fn run_row(query: &QueryResult) -> [String; 13] {
     let f = &query.figures;
+    let per_reserved = |bytes: Option<f64>| {
+        f.reserved_peak_bytes
+            .filter(|&r| r > 0)
+            .and_then(|r| Some(bytes? / r as f64))
+    };
     [
         query.id.clone(),
         status_cell(query.status, query.exit_code, query.signal),
@@ -111,8 +128,10 @@ pub fn run_row(query: &QueryResult) -> [String; 11] {
         or_dash(f.heap_peak_bytes, format_mib_signed),
         or_dash(f.reserved_peak_bytes, format_mib),
         or_dash(query.limit_bytes, format_mib),
-        ratio(f.peak_rss_bytes.map(|b| b as f64), f.reserved_peak_bytes),
-        ratio(f.heap_peak_bytes.map(|b| b as f64), f.reserved_peak_bytes),
+        ratio(per_reserved(f.peak_rss_bytes.map(|b| b as f64))),
+        ratio(per_reserved(f.heap_peak_bytes.map(|b| b as f64))),
+        ratio(f.peak_rss_growth_per_reserved()),
+        ratio(f.heap_growth_per_reserved()),
         or_dash(f.untracked_at_heap_peak_bytes, format_mib_signed),
         or_dash(f.allocations, |n| n.to_string()),
     ]
@@ -207,6 +226,9 @@ pub struct CompareRow {
     pub cells: [String; 6],
     /// True for rows that count as regressions (formats may highlight them).
     pub regression: bool,
+    /// True for improvements: a figure that shrank past its rule, or a
+    /// query that failed in the baseline and passes now.
+    pub improvement: bool,
 }
 
 /// The rows of one query: one per metric when compared, else one `status` row.
@@ -225,6 +247,7 @@ pub fn comparison_rows(query: &QueryComparison) -> Vec<CompareRow> {
                     m.verdict.label().to_string(),
                 ],
                 regression: m.verdict == Verdict::Regression,
+                improvement: m.verdict == Verdict::Improvement,
             })
             .collect();
     }
@@ -239,6 +262,7 @@ pub fn comparison_rows(query: &QueryComparison) -> Vec<CompareRow> {
             query.outcome.label().to_string(),
         ],
         regression: query.outcome == Outcome::NewFailure,
+        improvement: query.outcome == Outcome::Fixed,
     }]
 }
 
@@ -338,6 +362,8 @@ mod tests {
                 "512.0 MiB",
                 "4.0x",
                 "2.0x",
+                "-",
+                "-",
                 "25.0 MiB",
                 "10000"
             ]
@@ -351,6 +377,7 @@ mod tests {
         assert_eq!(row[1], "signal (SIGSEGV)");
         assert_eq!(row[4], "-");
         assert_eq!(row[7], "-", "no ratio without a reserved peak");
+        assert_eq!(row[9], "-", "no growth ratio without a reserved peak");
     }
 
     #[test]
