@@ -273,12 +273,18 @@ impl Figures {
 
     /// `peak_rss_growth_bytes / reserved_peak_bytes` (see the module docs).
     pub fn peak_rss_growth_per_reserved(&self) -> Option<f64> {
-        per_reserved(self.peak_rss_growth_bytes, self.reserved_peak_bytes)
+        per_reserved(
+            self.peak_rss_growth_bytes.map(|b| b as f64),
+            self.reserved_peak_bytes,
+        )
     }
 
     /// `heap_growth_bytes / reserved_peak_bytes` (see the module docs).
     pub fn heap_growth_per_reserved(&self) -> Option<f64> {
-        per_reserved(self.heap_growth_bytes, self.reserved_peak_bytes)
+        per_reserved(
+            self.heap_growth_bytes.map(|b| b as f64),
+            self.reserved_peak_bytes,
+        )
     }
 
     /// Each figure reduced over `all` with `pick` (applied to the sorted
@@ -333,9 +339,9 @@ fn difference(a: Option<i128>, b: Option<i128>) -> Option<i64> {
 }
 
 /// `bytes / reserved`, or `None` without both or when `reserved` is 0.
-pub fn per_reserved(bytes: Option<i64>, reserved: Option<u64>) -> Option<f64> {
+pub fn per_reserved(bytes: Option<f64>, reserved: Option<u64>) -> Option<f64> {
     let reserved = reserved.filter(|&r| r > 0)?;
-    Some(bytes? as f64 / reserved as f64)
+    Some(bytes? / reserved as f64)
 }
 
 /// One repeat of a query, as listed in `repeats`.

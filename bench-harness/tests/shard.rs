@@ -49,6 +49,8 @@ fn shards_are_disjoint_cover_the_selection_and_merge_back() {
             run["context"]["shard"],
             serde_json::json!({"index": k, "count": 3})
         );
+        let summary = std::fs::read_to_string(dir.path().join(format!("s{k}/summary.md"))).unwrap();
+        assert!(summary.contains(&format!("- shard: {k}/3\n")), "{summary}");
         let part = ids(&run);
         assert!(!part.is_empty());
         assert!(union.is_disjoint(&part), "{part:?} overlaps {union:?}");
@@ -69,7 +71,9 @@ fn shards_are_disjoint_cover_the_selection_and_merge_back() {
         merged["context"]["merged_from"].as_array().unwrap().len(),
         3
     );
-    assert!(dir.path().join("merged/summary.md").is_file());
+    let summary = std::fs::read_to_string(dir.path().join("merged/summary.md")).unwrap();
+    assert!(summary.contains("- merged from: 3 runs\n"), "{summary}");
+    assert!(!summary.contains("- shard:"), "{summary}");
 
     // The whole selection, unsharded, compares with the merged shards.
     let template = child_template();

@@ -21,7 +21,7 @@ pub mod markdown;
 pub mod table;
 
 use crate::compare::{Comparison, Metric, MetricChange, Outcome, QueryComparison, Verdict};
-use crate::run::{QueryResult, Run, Status};
+use crate::run::{QueryResult, Run, Status, per_reserved};
 use crate::runner::signal_name;
 use crate::units::{
     format_mib, format_mib_change, format_mib_signed, format_mib_wide, format_percent,
@@ -115,11 +115,7 @@ fn or_dash<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
 /// The cells of one query's row, in [`RUN_COLUMNS`] order.
 pub fn run_row(query: &QueryResult) -> [String; 13] {
     let f = &query.figures;
-    let per_reserved = |bytes: Option<f64>| {
-        f.reserved_peak_bytes
-            .filter(|&r| r > 0)
-            .and_then(|r| Some(bytes? / r as f64))
-    };
+    let per_reserved = |bytes: Option<f64>| per_reserved(bytes, f.reserved_peak_bytes);
     [
         query.id.clone(),
         status_cell(query.status, query.exit_code, query.signal),
@@ -156,7 +152,7 @@ pub fn failure_lines(run: &Run) -> Vec<String> {
 pub fn context_fields(run: &Run) -> Vec<(&'static str, String)> {
     let c = &run.context;
     let m = &c.machine;
-    vec![
+    let mut fields = vec![
         ("command", c.command.clone()),
         ("date", c.date.clone()),
         (
@@ -180,7 +176,14 @@ pub fn context_fields(run: &Run) -> Vec<(&'static str, String)> {
         ("timeout", or_dash(c.timeout_ms, format_wall_ms)),
         ("repeat", c.repeat.to_string()),
         ("sampling", format!("every {} ms", c.sample_ms)),
-    ]
+    ];
+    if let Some(shard) = c.shard {
+        fields.push(("shard", shard.to_string()));
+    }
+    if !c.merged_from.is_empty() {
+        fields.push(("merged from", format!("{} runs", c.merged_from.len())));
+    }
+    fields
 }
 
 /// The first 12 characters of a revision.
