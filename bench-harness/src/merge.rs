@@ -15,7 +15,7 @@
 //!
 //! Runs of an unknown major schema are refused when read ([`Run::read`]).
 
-use crate::run::{Context, MergedPart, RUN_SCHEMA, Run};
+use crate::run::{Context, MergedPart, Run};
 
 /// The first fact on which two contexts differ in a way that makes their
 /// figures incomparable: `(what, in a, in b)`.
@@ -79,7 +79,6 @@ pub fn merge(runs: &[(String, Run)], allow_mixed_contexts: bool) -> Result<Run, 
         merged_from: Vec::new(),
         ..first.context.clone()
     });
-    merged.schema = RUN_SCHEMA.to_string();
     for (path, run) in runs {
         if run.context.memory_limit_bytes != first.context.memory_limit_bytes {
             return Err(format!(
