@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::classify::{ReportState, classify};
-use crate::cli::{BlessArgs, Cli, Command, CompareArgs, ReportArgs, RunArgs, ShowArgs, SuiteName};
+use crate::cli::{
+    BlessArgs, Cli, Command, CompareArgs, ExportArgs, ExportFormat, MergeArgs, ReportArgs, RunArgs,
+    ShowArgs, SuiteName,
+};
 use crate::export::{Format, exporter, one_line, status_cell};
 use crate::files::{LOCK_FILE, check_replaceable, same_file, write_atomic};
 use crate::output::{RunWriter, SUMMARY_FILE, lock_dir};
@@ -41,6 +44,8 @@ pub fn main() -> u8 {
         Command::Show(args) => show(args),
         Command::Report(args) => report(args),
         Command::Sweep(args) => crate::sweep::command::sweep(args),
+        Command::Export(args) => export(args),
+        Command::Merge(args) => merge(args),
         Command::Launch(args) => {
             let (program, argv) = args.command.split_at(1);
             let code = runner::launcher::serve(args.status_fd, args.parent, &program[0], argv);
@@ -107,13 +112,16 @@ pub(crate) fn timeout_millis(timeout: Option<std::time::Duration>) -> Result<Opt
 
 /// `mem_profile run`.
 fn run(args: RunArgs) -> Result<u8, String> {
-    let suite = select_suite(
+    let mut suite = select_suite(
         args.cmd.as_deref(),
         args.queries.as_deref(),
         args.suite,
         args.scale.as_deref(),
         &args.query,
     )?;
+    if let Some(shard) = args.shard {
+        suite.shard(shard)?;
+    }
     let launcher =
         Launcher::current_exe().map_err(|e| format!("cannot find mem_profile itself: {e}"))?;
     let timeout_ms = timeout_millis(args.timeout)?;
@@ -133,6 +141,8 @@ fn run(args: RunArgs) -> Result<u8, String> {
         sample_ms: args.sample_ms,
         stack_sample_bytes: args.stacks,
         repeat: args.repeat,
+        shard: args.shard,
+        merged_from: Vec::new(),
     };
     let holder = format!(
         "pid {}, started {}, {}",
@@ -242,6 +252,10 @@ fn run(args: RunArgs) -> Result<u8, String> {
             .map_err(|e| format!("cannot write {}: {e}", run_path.display()))?;
     }
     emit(&exporter(Format::Table).run(writer.run()));
+    crate::github::append_step_summary(
+        &exporter(Format::Markdown).run(writer.run()),
+        crate::github::RUN_NOTE,
+    );
     if interrupted {
         note(&format!(
             "mem_profile: interrupted; {} finished queries are in {}",
@@ -436,6 +450,10 @@ fn compare(args: CompareArgs) -> Result<u8, String> {
     )
     .map_err(|e| e.to_string())?;
     emit(&exporter(args.format).comparison(&comparison));
+    crate::github::append_step_summary(
+        &exporter(Format::Markdown).comparison(&comparison),
+        crate::github::COMPARE_NOTE,
+    );
     if matches!(args.format, Format::Table | Format::Markdown) {
         emit(&crate::stacks::growth_section(
             &baseline,
@@ -549,6 +567,55 @@ fn report(args: ReportArgs) -> Result<u8, String> {
         "mem_profile: wrote {} ({} queries)",
         args.output.display(),
         run.queries.len()
+    ));
+    Ok(EXIT_OK)
+}
+
+/// `mem_profile export`: a run's figures for a dashboard.
+fn export(args: ExportArgs) -> Result<u8, String> {
+    let run = Run::read(&args.run)?;
+    let text = match args.format {
+        ExportFormat::Bencher => crate::export::bencher::render(&run),
+        ExportFormat::Csv => crate::export::csv::render(&run)?,
+    };
+    match &args.output {
+        Some(path) => write_atomic(path, &text)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?,
+        None => emit(&text),
+    }
+    Ok(EXIT_OK)
+}
+
+/// `mem_profile merge`: runs into one run directory.
+fn merge(args: MergeArgs) -> Result<u8, String> {
+    let runs = args
+        .runs
+        .iter()
+        .map(|path| Ok((path.display().to_string(), Run::read(path)?)))
+        .collect::<Result<Vec<(String, Run)>, String>>()?;
+    let merged = crate::merge::merge(&runs, args.allow_mixed_contexts)?;
+    let holder = format!(
+        "pid {}, started {}, mem_profile merge",
+        std::process::id(),
+        context::now()
+    );
+    let _lock = lock_dir(&args.output, &holder)?;
+    let run_path = args.output.join(RUN_FILE);
+    let summary_path = args.output.join(SUMMARY_FILE);
+    // Both targets are checked before either is written.
+    for path in [&run_path, &summary_path] {
+        check_replaceable(path).map_err(|e| e.to_string())?;
+    }
+    write_atomic(&run_path, &merged.to_json())
+        .map_err(|e| format!("cannot write {}: {e}", run_path.display()))?;
+    write_atomic(&summary_path, &exporter(Format::Markdown).run(&merged))
+        .map_err(|e| format!("cannot write {}: {e}", summary_path.display()))?;
+    emit(&exporter(Format::Table).run(&merged));
+    note(&format!(
+        "mem_profile: merged {} runs ({} queries) into {}",
+        runs.len(),
+        merged.queries.len(),
+        run_path.display()
     ));
     Ok(EXIT_OK)
 }

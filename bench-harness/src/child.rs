@@ -11,6 +11,7 @@
 //! | `sleep=DURATION` | sleeps (`500ms`, `2s`) |
 //! | `stderr=TEXT` | writes TEXT and a newline to stderr |
 //! | `report` | writes a valid report to `$MEMLEDGER_REPORT` (figures below) |
+//! | `window` | marks the start of the measured window: the report's `audit.window_start` is the bytes touched so far and the RSS now (without it: 0 and the RSS at the child's start) |
 //! | `report-error=TEXT` | the same report, with `error` set to TEXT |
 //! | `bad-report` | writes a truncated report to `$MEMLEDGER_REPORT` |
 //! | `abort-oom` | fails an allocation the way Rust does: message, then abort |
@@ -40,7 +41,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use memledger_profiler::report::{Instant, Report};
+use memledger_profiler::report::{Instant, Report, WindowStart};
 
 use crate::runner::procfs;
 use crate::units::{parse_duration, parse_size};
@@ -56,6 +57,8 @@ pub enum Step {
     Stderr(String),
     /// `report`.
     Report,
+    /// `window`.
+    Window,
     /// `report-error=TEXT`.
     ReportError(String),
     /// `bad-report`.
@@ -108,6 +111,7 @@ impl FromStr for Step {
             "sleep" => Step::Sleep(parse_duration(need()?)?),
             "stderr" => Step::Stderr(need()?.to_string()),
             "report" => Step::Report,
+            "window" => Step::Window,
             "report-error" => Step::ReportError(need()?.to_string()),
             "bad-report" => Step::BadReport,
             "abort-oom" => Step::AbortOom,
@@ -189,6 +193,10 @@ pub fn parse_steps(args: &[String]) -> Result<Vec<Step>, String> {
 pub fn run(steps: &[Step]) -> i32 {
     let mut held: Vec<Vec<u8>> = Vec::new();
     let mut touched: u64 = 0;
+    let mut window = Window {
+        touched: 0,
+        rss_bytes: procfs::resident_bytes(std::process::id() as i32),
+    };
     for step in steps {
         match step {
             Step::Touch(bytes) => {
@@ -201,15 +209,21 @@ pub fn run(steps: &[Step]) -> i32 {
                 held.push(std::hint::black_box(block));
                 touched += bytes;
             }
+            Step::Window => {
+                window = Window {
+                    touched,
+                    rss_bytes: procfs::resident_bytes(std::process::id() as i32),
+                }
+            }
             Step::Sleep(duration) => std::thread::sleep(*duration),
             Step::Stderr(text) => eprintln!("{text}"),
             Step::Report => {
-                if let Err(code) = write_report(touched, held.len() as u64, None) {
+                if let Err(code) = write_report(touched, held.len() as u64, &window, None) {
                     return code;
                 }
             }
             Step::ReportError(text) => {
-                if let Err(code) = write_report(touched, held.len() as u64, Some(text)) {
+                if let Err(code) = write_report(touched, held.len() as u64, &window, Some(text)) {
                     return code;
                 }
             }
@@ -303,7 +317,7 @@ pub fn run(steps: &[Step]) -> i32 {
                          __child with a pool limit of {limit} bytes ({text})"
                     );
                     eprintln!("{error}");
-                    return match write_report(touched, held.len() as u64, Some(&error)) {
+                    return match write_report(touched, held.len() as u64, &window, Some(&error)) {
                         Ok(()) => 1,
                         Err(code) => code,
                     };
@@ -380,8 +394,19 @@ fn spawn_detached(steps: &[String]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Where the measured window began: bytes touched then, and the RSS.
+struct Window {
+    touched: u64,
+    rss_bytes: Option<u64>,
+}
+
 /// A report whose figures follow from the steps (see the module docs).
-fn write_report(touched: u64, touches: u64, error: Option<&str>) -> Result<(), i32> {
+fn write_report(
+    touched: u64,
+    touches: u64,
+    window: &Window,
+    error: Option<&str>,
+) -> Result<(), i32> {
     let env_number = |name: &str| {
         std::env::var(name)
             .ok()
@@ -413,6 +438,10 @@ fn write_report(touched: u64, touches: u64, error: Option<&str>) -> Result<(), i
     report.audit.drift_peak.untracked_bytes = (touched - reserved) as i64;
     report.audit.drift_peak.heap_live_bytes = touched as i64;
     report.audit.drift_peak.reserved_bytes = reserved;
+    report.audit.window_start = Some(WindowStart {
+        heap_live_bytes: Some(window.touched as i64),
+        rss_bytes: window.rss_bytes,
+    });
     report.timeline.interval_ms = env_number("MEMLEDGER_SAMPLE_MS").unwrap_or(0);
     write_report_text(&report.to_json())
 }

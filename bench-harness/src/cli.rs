@@ -22,6 +22,9 @@ pub const DEFAULT_MAX_REPORT_SIZE: &str = "16MiB";
 ///
 /// Exit codes: 0 success; 1 a query failed; 2 bad usage or unreadable
 /// input; 3 `compare` found a regression; 130 interrupted.
+///
+/// On GitHub Actions (GITHUB_STEP_SUMMARY set), `run` and `compare` also
+/// append their Markdown to the job summary, within GitHub's 1 MiB.
 #[derive(Debug, Parser)]
 #[command(name = "mem_profile", version)]
 pub struct Cli {
@@ -53,6 +56,11 @@ pub enum Command {
     /// Find the smallest memory limit each query passes at, and the limits
     /// above it where it fails.
     Sweep(crate::sweep::options::SweepArgs),
+    /// Write a run's figures for a dashboard: Bencher Metric Format JSON,
+    /// or CSV with one row per query.
+    Export(ExportArgs),
+    /// Merge runs (the shards of one suite, say) into one run.
+    Merge(MergeArgs),
     /// Internal: the launcher between the harness and a query.
     #[command(name = "__launch", hide = true)]
     Launch(LaunchArgs),
@@ -138,6 +146,51 @@ pub struct RunArgs {
     /// Exit 0 even when queries fail.
     #[arg(long)]
     pub allow_failures: bool,
+
+    /// Run only shard K of N of the selected queries, e.g. 2/4: the ids are
+    /// sorted and dealt out in turn (the Kth, the (K+N)th, ...), so every
+    /// query lands in exactly one shard. Recorded in the run's context;
+    /// `mem_profile merge` puts the shards back together.
+    #[arg(long, value_name = "K/N", value_parser = crate::run::Shard::parse)]
+    pub shard: Option<crate::run::Shard>,
+}
+
+/// The formats of `mem_profile export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Bencher Metric Format JSON: `{"<query>": {"<measure>": {"value": N}}}`.
+    Bencher,
+    /// CSV, one row per query, with a header.
+    Csv,
+}
+
+/// `mem_profile export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run: a run.json, a directory holding one, or a baseline file.
+    #[arg(default_value = "mem_profile_out")]
+    pub run: PathBuf,
+    /// What to write.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Write to FILE instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `mem_profile merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The runs: run.json files, directories holding one, or baselines.
+    #[arg(required = true, value_name = "RUN")]
+    pub runs: Vec<PathBuf>,
+    /// The directory to write the merged run.json and summary.md to.
+    #[arg(short, long, value_name = "DIR")]
+    pub output: PathBuf,
+    /// Merge runs made on different machines, revisions, commands or
+    /// settings (the memory limit must still be the same).
+    #[arg(long)]
+    pub allow_mixed_contexts: bool,
 }
 
 /// `--stacks=SIZE`: a size above 0.
@@ -190,7 +243,8 @@ pub struct CompareArgs {
     #[command(flatten)]
     pub rules: RuleArgs,
 
-    /// Output format.
+    /// Output format (`github-comment`: a pull-request comment body,
+    /// regressions first, under 64 KiB).
     #[arg(long, value_enum, default_value_t = Format::Markdown)]
     pub format: Format,
 }
@@ -207,7 +261,8 @@ pub struct RuleArgs {
     pub floor: u64,
 
     /// Per-metric threshold, e.g. peak_rss=10% (peak_rss, heap_peak,
-    /// reserved_peak, allocations, untracked_peak; repeatable).
+    /// reserved_peak, allocations, untracked_peak, peak_rss_growth,
+    /// heap_growth; repeatable).
     #[arg(long, value_name = "METRIC=PERCENT", value_parser = parse_metric_threshold)]
     pub metric_threshold: Vec<MetricValue<f64>>,
 

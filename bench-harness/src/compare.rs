@@ -43,16 +43,24 @@ pub enum Metric {
     Allocations,
     /// `untracked_peak_bytes`: the largest `heap live - reserved`, from the report.
     UntrackedPeak,
+    /// `peak_rss_growth_bytes`: peak RSS minus the RSS when the measured
+    /// window began (the query's growth, not the process's baggage).
+    PeakRssGrowth,
+    /// `heap_growth_bytes`: heap peak minus the live heap when the
+    /// measured window began.
+    HeapGrowth,
 }
 
 impl Metric {
     /// Every metric, in table order.
-    pub const ALL: [Metric; 5] = [
+    pub const ALL: [Metric; 7] = [
         Metric::PeakRss,
         Metric::HeapPeak,
         Metric::ReservedPeak,
         Metric::Allocations,
         Metric::UntrackedPeak,
+        Metric::PeakRssGrowth,
+        Metric::HeapGrowth,
     ];
 
     /// The name on the command line and in JSON (`peak_rss`).
@@ -63,6 +71,8 @@ impl Metric {
             Metric::ReservedPeak => "reserved_peak",
             Metric::Allocations => "allocations",
             Metric::UntrackedPeak => "untracked_peak",
+            Metric::PeakRssGrowth => "peak_rss_growth",
+            Metric::HeapGrowth => "heap_growth",
         }
     }
 
@@ -74,6 +84,8 @@ impl Metric {
             Metric::ReservedPeak => "reserved peak",
             Metric::Allocations => "allocations",
             Metric::UntrackedPeak => "untracked peak",
+            Metric::PeakRssGrowth => "peak RSS growth",
+            Metric::HeapGrowth => "heap growth",
         }
     }
 
@@ -102,6 +114,8 @@ impl Metric {
             Metric::ReservedPeak => f.reserved_peak_bytes.map(i128::from),
             Metric::Allocations => f.allocations.map(i128::from),
             Metric::UntrackedPeak => f.untracked_peak_bytes.map(i128::from),
+            Metric::PeakRssGrowth => f.peak_rss_growth_bytes.map(i128::from),
+            Metric::HeapGrowth => f.heap_growth_bytes.map(i128::from),
         }
     }
 }
@@ -118,7 +132,7 @@ pub struct Rule {
 /// One [`Rule`] per metric.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rules {
-    rules: [Rule; 5],
+    rules: [Rule; Metric::ALL.len()],
 }
 
 impl Default for Rules {
@@ -457,7 +471,10 @@ pub(crate) mod tests {
                 allocations: Some(10_000),
                 untracked_at_heap_peak_bytes: Some(rss as i64 / 4),
                 untracked_peak_bytes: Some(rss as i64 / 4),
+                ..Figures::default()
             },
+            peak_rss_growth_per_reserved: None,
+            heap_growth_per_reserved: None,
             limit_bytes: None,
             error: (status != Status::Ok).then(|| "exited with code 1".to_string()),
             stderr_tail: String::new(),

@@ -9,8 +9,11 @@
 //!                 ├▶ output     run.json + summary.md + timelines, rewritten after every repeat
 //!                 │    └▶ files   unique temp files, capped reads, the out-dir lock
 //!                 ├▶ compare    verdicts between two runs
+//!                 ├▶ merge      runs (shards) into one run
 //!                 ├▶ sweep      the smallest limit each query passes at
-//!                 └▶ export     table, Markdown, JSON; SVG timelines; the HTML report
+//!                 ├▶ github     the GitHub job summary
+//!                 └▶ export     table, Markdown, JSON, PR comment; Bencher JSON, CSV;
+//!                               SVG timelines; the HTML report
 //! ```
 //!
 //! The protocol with a benchmark binary is three environment variables:
@@ -37,6 +40,8 @@ pub mod compare;
 pub mod context;
 pub mod export;
 pub mod files;
+pub mod github;
+pub mod merge;
 pub mod output;
 pub mod progress;
 pub mod run;

@@ -19,8 +19,20 @@
 //! Compatibility: a reader accepts the major version it knows and ignores
 //! unknown fields; an unknown major is refused with a message that names it.
 //! Minor versions: `1.1` added the `interrupted` status and the run's
-//! `interrupted` flag; `1.2` the context's `stack_sample_bytes` and each
-//! query's `stacks` (its sampled-stack files).
+//! `interrupted` flag; `1.2` added the figures at the start of the measured
+//! window and the growth figures of each query (`window_start_*`,
+//! `*_growth_bytes`, `*_growth_per_reserved`), and the context's `shard`
+//! and `merged_from`, the context's `stack_sample_bytes` and each query's
+//! `stacks` (its sampled-stack files).
+//!
+//! Growth figures are about the query, not the process: what the process
+//! held when its measured window began (data loaded before the session,
+//! the runtime's own baggage) is taken out. `peak_rss_growth_bytes` is the
+//! peak RSS minus the RSS at the window's start, `heap_growth_bytes` the heap
+//! peak minus the live heap then; each is divided by the reserved peak in
+//! `*_growth_per_reserved`. Every one is `null` when an input is (a child
+//! without a report, a report older than `memledger.report/1.1`), when the
+//! difference does not fit, or, for a ratio, when the reserved peak is 0.
 
 use std::path::Path;
 
@@ -81,6 +93,71 @@ pub struct Context {
     pub stack_sample_bytes: Option<u64>,
     /// Runs per query.
     pub repeat: u32,
+    /// The shard of the selected queries this run ran (`--shard K/N`);
+    /// `null` when it ran them all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// For a run made by `mem_profile merge`: the runs merged into it, in
+    /// the order given (the context above is the first one's, without its
+    /// shard). Absent otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<MergedPart>,
+}
+
+/// One of `N` disjoint parts of a suite's queries: `K/N`, `1 <= K <= N`.
+///
+/// The selected queries are sorted by id and dealt out in turn: the query
+/// at position `i` (from 0) of the sorted list belongs to shard
+/// `i % N + 1`. Which shard a query lands in depends only on the ids
+/// selected, not on the order they were listed in or on the machine, and
+/// shard sizes differ by at most one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// `K`, from 1.
+    pub index: u32,
+    /// `N`, at least 1.
+    pub count: u32,
+}
+
+impl Shard {
+    /// Parses `K/N` (`1 <= K <= N`).
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || format!("`{text}` is not a shard K/N with 1 <= K <= N (e.g. 2/4)");
+        let (k, n) = text.trim().split_once('/').ok_or_else(bad)?;
+        let index: u32 = k.trim().parse().map_err(|_| bad())?;
+        let count: u32 = n.trim().parse().map_err(|_| bad())?;
+        if index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Whether the query at `position` of the sorted id list belongs here.
+    pub fn holds(self, position: usize) -> bool {
+        position % self.count as usize + 1 == self.index as usize
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// One run merged into another: where and when it was made.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MergedPart {
+    /// When it started, RFC 3339 in UTC.
+    pub date: String,
+    /// Its git revision, if it recorded one.
+    pub git_revision: Option<String>,
+    /// The machine it was made on.
+    pub machine: Machine,
+    /// Its shard, if it ran one.
+    pub shard: Option<Shard>,
+    /// How many queries it brought.
+    pub queries: usize,
 }
 
 /// The machine the run was made on.
@@ -155,6 +232,16 @@ pub struct Figures {
     pub untracked_at_heap_peak_bytes: Option<i64>,
     /// From the child's report: `audit.drift_peak.untracked_bytes`.
     pub untracked_peak_bytes: Option<i64>,
+    /// From the child's report: `audit.window_start.rss_bytes`, the RSS
+    /// when the measured window began.
+    pub window_start_rss_bytes: Option<u64>,
+    /// From the child's report: `audit.window_start.heap_live_bytes`, the
+    /// live heap when the measured window began.
+    pub window_start_heap_live_bytes: Option<i64>,
+    /// `peak_rss_bytes - window_start_rss_bytes` (see the module docs).
+    pub peak_rss_growth_bytes: Option<i64>,
+    /// `heap_peak_bytes - window_start_heap_live_bytes` (see the module docs).
+    pub heap_growth_bytes: Option<i64>,
 }
 
 impl Figures {
@@ -173,8 +260,36 @@ impl Figures {
             figures.untracked_at_heap_peak_bytes =
                 untracked(at_heap_peak.heap_live_bytes, at_heap_peak.reserved_bytes);
             figures.untracked_peak_bytes = Some(report.audit.drift_peak.untracked_bytes);
+            if let Some(start) = report.audit.window_start {
+                figures.window_start_rss_bytes = start.rss_bytes;
+                figures.window_start_heap_live_bytes = start.heap_live_bytes;
+            }
         }
+        figures.peak_rss_growth_bytes = difference(
+            figures.peak_rss_bytes.map(i128::from),
+            figures.window_start_rss_bytes.map(i128::from),
+        );
+        figures.heap_growth_bytes = difference(
+            figures.heap_peak_bytes.map(i128::from),
+            figures.window_start_heap_live_bytes.map(i128::from),
+        );
         figures
+    }
+
+    /// `peak_rss_growth_bytes / reserved_peak_bytes` (see the module docs).
+    pub fn peak_rss_growth_per_reserved(&self) -> Option<f64> {
+        per_reserved(
+            self.peak_rss_growth_bytes.map(|b| b as f64),
+            self.reserved_peak_bytes,
+        )
+    }
+
+    /// `heap_growth_bytes / reserved_peak_bytes` (see the module docs).
+    pub fn heap_growth_per_reserved(&self) -> Option<f64> {
+        per_reserved(
+            self.heap_growth_bytes.map(|b| b as f64),
+            self.reserved_peak_bytes,
+        )
     }
 
     /// Each figure reduced over `all` with `pick` (applied to the sorted
@@ -197,6 +312,10 @@ impl Figures {
             allocations: by(all, |f| f.allocations, pick),
             untracked_at_heap_peak_bytes: by(all, |f| f.untracked_at_heap_peak_bytes, pick),
             untracked_peak_bytes: by(all, |f| f.untracked_peak_bytes, pick),
+            window_start_rss_bytes: by(all, |f| f.window_start_rss_bytes, pick),
+            window_start_heap_live_bytes: by(all, |f| f.window_start_heap_live_bytes, pick),
+            peak_rss_growth_bytes: by(all, |f| f.peak_rss_growth_bytes, pick),
+            heap_growth_bytes: by(all, |f| f.heap_growth_bytes, pick),
         }
     }
 
@@ -217,6 +336,17 @@ impl Figures {
 /// a wrapped or saturated number would hide that).
 pub fn untracked(heap_live_bytes: i64, reserved_bytes: u64) -> Option<i64> {
     i64::try_from(i128::from(heap_live_bytes) - i128::from(reserved_bytes)).ok()
+}
+
+/// `a - b` when both exist and the difference fits an `i64`.
+fn difference(a: Option<i128>, b: Option<i128>) -> Option<i64> {
+    i64::try_from(a?.checked_sub(b?)?).ok()
+}
+
+/// `bytes / reserved`, or `None` without both or when `reserved` is 0.
+pub fn per_reserved(bytes: Option<f64>, reserved: Option<u64>) -> Option<f64> {
+    let reserved = reserved.filter(|&r| r > 0)?;
+    Some(bytes? / reserved as f64)
 }
 
 /// One repeat of a query, as listed in `repeats`.
@@ -268,6 +398,13 @@ pub struct QueryResult {
     /// The median figures over the repeats (see the module docs).
     #[serde(flatten)]
     pub figures: Figures,
+    /// The median `peak_rss_growth_bytes` over the median reserved peak
+    /// (see the module docs).
+    #[serde(default)]
+    pub peak_rss_growth_per_reserved: Option<f64>,
+    /// The median `heap_growth_bytes` over the median reserved peak.
+    #[serde(default)]
+    pub heap_growth_per_reserved: Option<f64>,
     /// The pool limit it ran under: its report's, else the run's.
     #[serde(default)]
     pub limit_bytes: Option<u64>,
@@ -323,6 +460,8 @@ impl QueryResult {
             exit_code: shown.and_then(|r| r.repeat.exit_code),
             signal: shown.and_then(|r| r.repeat.signal),
             figures: median,
+            peak_rss_growth_per_reserved: median.peak_rss_growth_per_reserved(),
+            heap_growth_per_reserved: median.heap_growth_per_reserved(),
             limit_bytes: shown.and_then(|r| r.limit_bytes),
             error: shown.and_then(|r| r.error.clone()),
             stderr_tail: shown.map(|r| r.stderr_tail.clone()).unwrap_or_default(),
@@ -570,7 +709,7 @@ mod tests {
 
         let baseline = run.to_baseline_json();
         assert!(
-            baseline.starts_with("{\n  \"schema\": \"memledger.run/1.1\""),
+            baseline.starts_with("{\n  \"schema\": \"memledger.run/1.2\""),
             "{baseline}"
         );
         assert!(!baseline.contains("timeline"), "{baseline}");
@@ -626,5 +765,78 @@ mod tests {
             "status is required"
         );
         assert!(Run::from_json(r#"{"schema":"memledger.run/1.4","context":{}}"#).is_ok());
+    }
+
+    #[test]
+    fn growth_leaves_out_what_the_process_held_at_the_window_start() {
+        use memledger_profiler::report::WindowStart;
+        let mut report = Report::new();
+        report.heap.peak_requested_bytes = 100;
+        report.audit.reserved_peak_bytes = 20;
+        let without = Figures::new(1, Some(300), Some(&report));
+        assert_eq!(without.peak_rss_growth_bytes, None, "no window start: null");
+        assert_eq!(without.heap_growth_per_reserved(), None);
+
+        report.audit.window_start = Some(WindowStart {
+            heap_live_bytes: Some(60),
+            rss_bytes: Some(200),
+        });
+        let f = Figures::new(1, Some(300), Some(&report));
+        assert_eq!(f.window_start_rss_bytes, Some(200));
+        assert_eq!(f.peak_rss_growth_bytes, Some(100));
+        assert_eq!(f.heap_growth_bytes, Some(40));
+        assert_eq!(f.peak_rss_growth_per_reserved(), Some(5.0));
+        assert_eq!(f.heap_growth_per_reserved(), Some(2.0));
+        let q = QueryResult::from_repeats(
+            "q1",
+            &[RepeatRecord {
+                repeat: Repeat {
+                    status: Status::Ok,
+                    exit_code: Some(0),
+                    signal: None,
+                    figures: f,
+                },
+                limit_bytes: None,
+                error: None,
+                stderr_tail: String::new(),
+                timeline: Vec::new(),
+                report: None,
+            }],
+        );
+        assert_eq!(q.heap_growth_per_reserved, Some(2.0));
+        assert_eq!(q.peak_rss_growth_per_reserved, Some(5.0));
+
+        report.audit.reserved_peak_bytes = 0;
+        let f = Figures::new(1, Some(300), Some(&report));
+        assert_eq!(f.heap_growth_bytes, Some(40));
+        assert_eq!(f.heap_growth_per_reserved(), None, "nothing reserved: null");
+
+        report.audit.window_start = Some(WindowStart {
+            heap_live_bytes: Some(i64::MIN),
+            rss_bytes: None,
+        });
+        report.heap.peak_requested_bytes = i64::MAX;
+        let f = Figures::new(1, Some(300), Some(&report));
+        assert_eq!(f.heap_growth_bytes, None, "does not fit: null, not wrapped");
+        assert_eq!(f.peak_rss_growth_bytes, None, "RSS at the start unread");
+        let f = Figures::new(1, None, None);
+        assert_eq!(f.peak_rss_growth_bytes, None);
+    }
+
+    #[test]
+    fn shards_parse_and_deal_out_positions() {
+        assert_eq!(Shard::parse("2/3"), Ok(Shard { index: 2, count: 3 }));
+        for bad in ["0/3", "4/3", "1/0", "1", "a/b", "-1/3", "1/3/4"] {
+            assert!(Shard::parse(bad).is_err(), "{bad}");
+        }
+        let positions = |s: &str| -> Vec<usize> {
+            let shard = Shard::parse(s).unwrap();
+            (0..7).filter(|&i| shard.holds(i)).collect()
+        };
+        assert_eq!(positions("1/3"), [0, 3, 6]);
+        assert_eq!(positions("2/3"), [1, 4]);
+        assert_eq!(positions("3/3"), [2, 5]);
+        assert_eq!(positions("1/1"), [0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(Shard { index: 2, count: 5 }.to_string(), "2/5");
     }
 }

@@ -201,6 +201,30 @@ impl Suite {
         Ok(())
     }
 
+    /// Keeps only the queries of `shard` (see [`Shard`](crate::run::Shard):
+    /// the ids sorted, then dealt out in turn), in suite order.
+    ///
+    /// Fails when the shard gets no query (more shards than queries).
+    pub fn shard(&mut self, shard: crate::run::Shard) -> Result<(), String> {
+        let mut sorted: Vec<&str> = self.queries.iter().map(|q| q.id.as_str()).collect();
+        sorted.sort_unstable();
+        let kept: Vec<String> = sorted
+            .iter()
+            .enumerate()
+            .filter(|&(position, _)| shard.holds(position))
+            .map(|(_, id)| id.to_string())
+            .collect();
+        if kept.is_empty() {
+            return Err(format!(
+                "--shard {shard}: the shard has no query ({} selected); use at most {} shards",
+                self.queries.len(),
+                self.queries.len()
+            ));
+        }
+        self.queries.retain(|q| kept.contains(&q.id));
+        Ok(())
+    }
+
     /// The argument vector for one query: `argv[0]` as written, then the
     /// template's words with `{query}` replaced.
     pub fn argv(&self, query: &Query) -> Vec<OsString> {
@@ -565,5 +589,53 @@ mod tests {
             plain.argv(&plain.queries[0]),
             vec![program.as_str(), "sort"]
         );
+    }
+
+    #[test]
+    fn shards_split_the_selection_into_disjoint_parts_that_cover_it() {
+        use crate::run::Shard;
+        let full = Suite::from_template("true {query}", Some("1..10,sort,join")).unwrap();
+        let ids =
+            |suite: &Suite| -> Vec<String> { suite.queries.iter().map(|q| q.id.clone()).collect() };
+        for count in 1..=12 {
+            let mut union: Vec<String> = Vec::new();
+            for index in 1..=count {
+                let mut part = full.clone();
+                part.shard(Shard { index, count }).unwrap();
+                for id in ids(&part) {
+                    assert!(!union.contains(&id), "{id} in two shards of {count}");
+                    union.push(id);
+                }
+                let size = part.queries.len();
+                assert!(size == 12 / count as usize || size == 12 / count as usize + 1);
+            }
+            union.sort();
+            let mut all = ids(&full);
+            all.sort();
+            assert_eq!(union, all, "the {count} shards cover the selection");
+        }
+        // Sorted ids (join, q1, q10, q2, ..., sort) dealt in turn, kept in
+        // suite order.
+        let mut first = full.clone();
+        first.shard(Shard { index: 1, count: 3 }).unwrap();
+        assert_eq!(ids(&first), ["q2", "q5", "q8", "join"]);
+        // The listed order does not matter.
+        let reordered =
+            Suite::from_template("true {query}", Some("join,sort,10,9,8,7,6,5,4,3,2,1")).unwrap();
+        let mut again = reordered.clone();
+        again.shard(Shard { index: 1, count: 3 }).unwrap();
+        let mut a = ids(&again);
+        a.sort();
+        let mut b = ids(&first);
+        b.sort();
+        assert_eq!(a, b);
+        let err = full
+            .clone()
+            .shard(Shard {
+                index: 13,
+                count: 13,
+            })
+            .unwrap_err();
+        assert!(err.contains("has no query (12 selected)"), "{err}");
     }
 }

@@ -32,16 +32,27 @@ fn status() -> impl Strategy<Value = Status> {
 
 fn figures() -> impl Strategy<Value = Figures> {
     (
-        any::<u64>(),
-        any::<Option<u64>>(),
-        any::<Option<i64>>(),
-        any::<Option<u64>>(),
-        any::<Option<u64>>(),
-        any::<Option<i64>>(),
-        any::<Option<i64>>(),
+        (
+            any::<u64>(),
+            any::<Option<u64>>(),
+            any::<Option<i64>>(),
+            any::<Option<u64>>(),
+            any::<Option<u64>>(),
+            any::<Option<i64>>(),
+            any::<Option<i64>>(),
+        ),
+        (
+            any::<Option<u64>>(),
+            any::<Option<i64>>(),
+            any::<Option<i64>>(),
+            any::<Option<i64>>(),
+        ),
     )
         .prop_map(
-            |(wall, rss, heap, reserved, allocations, untracked_at, untracked)| Figures {
+            |(
+                (wall, rss, heap, reserved, allocations, untracked_at, untracked),
+                (start_rss, start_heap, rss_growth, heap_growth),
+            )| Figures {
                 wall_ms: wall,
                 peak_rss_bytes: rss,
                 heap_peak_bytes: heap,
@@ -49,6 +60,10 @@ fn figures() -> impl Strategy<Value = Figures> {
                 allocations,
                 untracked_at_heap_peak_bytes: untracked_at,
                 untracked_peak_bytes: untracked,
+                window_start_rss_bytes: start_rss,
+                window_start_heap_live_bytes: start_heap,
+                peak_rss_growth_bytes: rss_growth,
+                heap_growth_bytes: heap_growth,
             },
         )
 }
@@ -86,6 +101,8 @@ fn query_result(index: usize) -> impl Strategy<Value = QueryResult> {
                     exit_code,
                     signal,
                     figures,
+                    peak_rss_growth_per_reserved: figures.peak_rss_growth_per_reserved(),
+                    heap_growth_per_reserved: figures.heap_growth_per_reserved(),
                     limit_bytes: limit,
                     error,
                     stderr_tail: tail,

@@ -51,7 +51,7 @@ fn every_way_a_child_can_end_is_a_row_with_its_status() {
         "the timeout worked"
     );
     let run = run_json(&dir.path().join("mem_profile_out/run.json"));
-    assert_eq!(run["schema"], "memledger.run/1.1");
+    assert_eq!(run["schema"], "memledger.run/1.2");
     assert_eq!(run["context"]["memory_limit_bytes"], 512 * MIB);
     assert_eq!(run["context"]["timeout_ms"], 3000);
     assert_eq!(

@@ -277,5 +277,6 @@ pub(crate) fn audit_report(
         peaks,
         drift_peak: observed.drift.clone(),
         scopes_at_heap_peak: observed.scopes_at_heap_peak.clone(),
+        window_start: None,
     }
 }

@@ -1,4 +1,4 @@
-//! The child's report: `memledger.report/1`.
+//! The child's report: `memledger.report/1.1`.
 //!
 //! This is the contract between a measured process and whoever reads its
 //! figures (`mem_profile`, CI scripts, people). Every byte figure is an
@@ -9,6 +9,9 @@
 //! they know ([`REPORT_MAJOR`]) and ignore unknown fields, so minor additions
 //! never break an older reader. [`Report::from_json`] refuses an unknown major
 //! with a message that says which versions it reads.
+//!
+//! Minor versions: `1.1` added `audit.window_start`, the heap and RSS when
+//! the measured window (the session) began.
 
 use serde::{Deserialize, Serialize};
 
@@ -243,6 +246,35 @@ pub struct AuditReport {
     /// was highest: which code held the heap at its peak, against its reservations.
     #[serde(default)]
     pub scopes_at_heap_peak: Vec<ScopeAtPeak>,
+    /// The heap and RSS when the measured window (the session) began: what
+    /// the process held before the query's work, so that readers can tell
+    /// the query's growth from the process's baggage. `null` in reports
+    /// older than `1.1`.
+    #[serde(default)]
+    pub window_start: Option<WindowStart>,
+}
+
+/// The process's memory when the measured window began.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowStart {
+    /// Live heap (requested bytes, the profiler's own excluded) then;
+    /// `null` when the tracked allocator is not installed.
+    pub heap_live_bytes: Option<i64>,
+    /// Resident set size then (`/proc/self/statm`); `null` when it could
+    /// not be read.
+    pub rss_bytes: Option<u64>,
+}
+
+impl WindowStart {
+    /// The heap and RSS of this process now.
+    pub fn now() -> WindowStart {
+        let heap_live_bytes = memledger_alloc::is_installed()
+            .then(|| memledger_alloc::heap().live_requested - crate::internal::internal_live());
+        WindowStart {
+            heap_live_bytes,
+            rss_bytes: crate::proc::rss_bytes(),
+        }
+    }
 }
 
 /// One scope at the heap peak.

@@ -39,7 +39,7 @@ use crate::audit;
 use crate::internal::{internal_live, internal_scope};
 use crate::pool::{MemoryPool, PoolKind, limit_from_env};
 use crate::proc;
-use crate::report::{ProcessReport, Report};
+use crate::report::{ProcessReport, Report, WindowStart};
 use crate::sampler::{Observed, Sampler};
 
 /// The sampling interval when `MEMLEDGER_SAMPLE_MS` is unset.
@@ -56,6 +56,7 @@ pub struct Session {
     error: Option<String>,
     sampler: Option<Sampler>,
     start: std::time::Instant,
+    window_start: WindowStart,
     finished: bool,
 }
 
@@ -110,7 +111,8 @@ impl Session {
     }
 
     /// A session whose times (the report's `t_ms`) count from the
-    /// sampler's start, like its samples.
+    /// sampler's start, like its samples; the heap and RSS read here are
+    /// the report's `audit.window_start`.
     fn with_sampler(
         report_path: Option<PathBuf>,
         memory_limit: Option<u64>,
@@ -125,6 +127,7 @@ impl Session {
             pool: OnceLock::new(),
             error: None,
             start: sampler.started_at(),
+            window_start: WindowStart::now(),
             sampler: Some(sampler),
             finished: false,
         }
@@ -240,6 +243,8 @@ impl Session {
             .pool_name
             .clone()
             .or_else(|| self.pool.get().map(|p| p.name().to_string()));
+        let mut audit = audit::audit_report(observed, heap.live_requested_bytes, self.start, own);
+        audit.window_start = Some(self.window_start);
         Report {
             label: self.label.clone(),
             attribution: memledger_alloc::attribution()
@@ -257,7 +262,7 @@ impl Session {
                 mimalloc_peak_rss_bytes: mimalloc.map(|m| m.0),
                 mimalloc_peak_commit_bytes: mimalloc.map(|m| m.1),
             },
-            audit: audit::audit_report(observed, heap.live_requested_bytes, self.start, own),
+            audit,
             heap,
             threads: audit::thread_reports(),
             scopes: audit::scope_reports(observed),

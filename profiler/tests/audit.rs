@@ -179,7 +179,7 @@ fn reports_round_trip_and_unknown_majors_are_refused() {
     assert_eq!(measured.process.peak_rss_bytes, Some(4096));
     let future = report
         .to_json()
-        .replace("memledger.report/1", "memledger.report/2");
+        .replace(REPORT_SCHEMA, "memledger.report/2");
     match Report::from_json(&future) {
         Err(e @ ReportError::UnknownSchema(_)) => {
             assert_eq!(
@@ -197,7 +197,7 @@ fn reports_round_trip_and_unknown_majors_are_refused() {
         Report::from_json(
             &report
                 .to_json()
-                .replace("memledger.report/1", "memledger.report/1.3")
+                .replace(REPORT_SCHEMA, "memledger.report/1.3")
         )
         .is_ok()
     );
@@ -365,4 +365,45 @@ fn the_session_builds_its_pool_from_the_limit_and_names_it() {
         named.finish().unwrap().pool.as_deref(),
         Some("datafusion-fair")
     );
+}
+
+#[test]
+fn the_window_start_holds_the_ballast_allocated_before_the_session() {
+    let _s = serial();
+    // 24 MiB held (and touched) before the session: the window starts above it.
+    let ballast: Vec<u8> = vec![1u8; 24 * MIB as usize];
+    // Earlier tests in this process set higher peaks.
+    memledger_alloc::reset_peak();
+    let session = Session::manual(None, None);
+    let work: Vec<u8> = vec![1u8; 8 * MIB as usize];
+    session.record_sample();
+    let report = session.finish().unwrap();
+    let start = report.audit.window_start.expect("measured");
+    let heap_at_start = start
+        .heap_live_bytes
+        .expect("the tracked allocator is installed");
+    assert!(
+        (24 * MIB..26 * MIB).contains(&heap_at_start),
+        "the ballast and little else: {heap_at_start}"
+    );
+    let growth = report.heap.peak_requested_bytes - heap_at_start;
+    assert!(
+        (8 * MIB..10 * MIB).contains(&growth),
+        "the work, not the ballast: {growth}"
+    );
+    let rss_at_start = start.rss_bytes.expect("/proc is readable");
+    assert!(
+        rss_at_start >= 24 * MIB as u64,
+        "the touched ballast is resident: {rss_at_start}"
+    );
+    let json = report.to_json();
+    let back = Report::from_json(&json).unwrap();
+    assert_eq!(back.audit.window_start, Some(start));
+    let old = json.replace("\"window_start\"", "\"window_start_unknown\"");
+    assert_eq!(
+        Report::from_json(&old).unwrap().audit.window_start,
+        None,
+        "absent in older reports: null, not 0"
+    );
+    drop((ballast, work));
 }

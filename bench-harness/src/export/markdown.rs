@@ -1,5 +1,6 @@
 //! GitHub-flavoured Markdown: `summary.md` for a run, and a comparison fit
-//! for a CI job summary (`mem_profile compare ... >> "$GITHUB_STEP_SUMMARY"`).
+//! for a CI job summary (which `run` and `compare` append to by themselves:
+//! see [`crate::github`]), and [`fit`], which cuts Markdown to a size limit.
 
 use super::{
     COMPARE_COLUMNS, COMPARE_NUMERIC, Export, RUN_COLUMNS, RUN_NUMERIC, comparison_rows,
@@ -37,15 +38,7 @@ impl Export for Markdown {
     }
 
     fn comparison(&self, comparison: &Comparison) -> String {
-        let (head, tail) = verdict_line(comparison);
-        let mut out = String::from("## mem_profile compare\n\n");
-        out.push_str(&format!("**{head}**: {tail}.\n\n"));
-        out.push_str(&format!(
-            "- baseline: {}\n- current: {}\n\n{}\n\n",
-            escape(&side_line(&comparison.baseline)),
-            escape(&side_line(&comparison.current)),
-            rules_line(comparison)
-        ));
+        let mut out = self.comparison_head(comparison);
         let rows: Vec<Vec<String>> = comparison
             .queries
             .iter()
@@ -59,6 +52,22 @@ impl Export for Markdown {
             })
             .collect();
         out.push_str(&table(&COMPARE_COLUMNS, &COMPARE_NUMERIC, &rows));
+        out
+    }
+}
+
+impl Markdown {
+    /// A comparison's heading, verdict, sides and rules, ending in a blank line.
+    pub(crate) fn comparison_head(&self, comparison: &Comparison) -> String {
+        let (head, tail) = verdict_line(comparison);
+        let mut out = String::from("## mem_profile compare\n\n");
+        out.push_str(&format!("**{head}**: {tail}.\n\n"));
+        out.push_str(&format!(
+            "- baseline: {}\n- current: {}\n\n{}\n\n",
+            escape(&side_line(&comparison.baseline)),
+            escape(&side_line(&comparison.current)),
+            rules_line(comparison)
+        ));
         out
     }
 }
@@ -78,8 +87,32 @@ pub(crate) fn table(header: &[&str], numeric: &[bool], rows: &[Vec<String>]) -> 
     out
 }
 
+/// `text` when it fits in `max_bytes`; else its longest prefix of whole
+/// lines that fits with `note` after it, on a line of its own (closing a
+/// `<details>` fold the cut left open), in `max_bytes` at most.
+pub fn fit(text: &str, max_bytes: usize, note: &str) -> String {
+    if text.len() <= max_bytes {
+        return text.to_string();
+    }
+    const CLOSE: &str = "\n</details>\n";
+    let tail = format!("\n{note}\n");
+    let budget = max_bytes.saturating_sub(tail.len() + CLOSE.len());
+    // Searched as bytes: the budget may fall inside a character; a newline
+    // never does.
+    let cut = text.as_bytes()[..budget.min(text.len())]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let mut out = text[..cut].to_string();
+    if out.matches("<details>").count() > out.matches("</details>").count() {
+        out.push_str(CLOSE);
+    }
+    out.push_str(&tail);
+    out
+}
+
 /// Text safe inside a table cell or list item: one line, pipes escaped.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     one_line(text).replace('|', "\\|")
 }
 
@@ -142,7 +175,7 @@ mod tests {
 - baseline: baseline.json (2025-01-02T03:04:05Z, git 0123456789ab)
 - current: mem_profile_out/run.json (2025-01-02T03:04:05Z, git -)
 
-A figure regresses when it grows by more than both its threshold and its floor (peak RSS, heap peak, reserved peak: +5% and +1.0 MiB; allocations: +5% and +1000; untracked peak: +10% and +1.0 MiB).
+A figure regresses when it grows by more than both its threshold and its floor (peak RSS, heap peak, reserved peak, peak RSS growth, heap growth: +5% and +1.0 MiB; allocations: +5% and +1000; untracked peak: +10% and +1.0 MiB).
 
 | query | metric | baseline | current | change | verdict |
 |:---|:---|---:|---:|---:|:---|
@@ -163,6 +196,10 @@ A figure regresses when it grows by more than both its threshold and its floor (
     fn run_snapshot() {
         let mut ok = query("q1", Status::Ok, 100 * MIB);
         ok.limit_bytes = Some(512 * MIB);
+        // 60 MiB resident and 20 MiB of heap before the window: growth 40
+        // and 30 MiB over 25 MiB reserved.
+        ok.figures.peak_rss_growth_bytes = Some(40 * MIB as i64);
+        ok.figures.heap_growth_bytes = Some(30 * MIB as i64);
         let mut failed = query("q2", Status::Failed, 3 * MIB);
         failed.figures.heap_peak_bytes = None;
         failed.figures.reserved_peak_bytes = None;
@@ -188,6 +225,7 @@ A figure regresses when it grows by more than both its threshold and its floor (
             timeout_ms: Some(60_000),
             sample_ms: 20,
             repeat: 1,
+            ..Context::default()
         };
         let expected = "\
 ## mem_profile run
@@ -201,16 +239,27 @@ A figure regresses when it grows by more than both its threshold and its floor (
 - repeat: 1
 - sampling: every 20 ms
 
-| query | status | time | peak RSS | heap peak | reserved peak | limit | RSS/reserved | heap/reserved | untracked at heap peak | allocations |
-|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
-| q1 | ok | 100 ms | 100.0 MiB | 50.0 MiB | 25.0 MiB | 512.0 MiB | 4.0x | 2.0x | 25.0 MiB | 10000 |
-| q2 | failed (exit 1) | 100 ms | 3.0 MiB | - | - | - | - | - | - | - |
+| query | status | time | peak RSS | heap peak | reserved peak | limit | RSS/reserved | heap/reserved | RSS growth/reserved | heap growth/reserved | untracked at heap peak | allocations |
+|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|
+| q1 | ok | 100 ms | 100.0 MiB | 50.0 MiB | 25.0 MiB | 512.0 MiB | 4.0x | 2.0x | 1.6x | 1.2x | 25.0 MiB | 10000 |
+| q2 | failed (exit 1) | 100 ms | 3.0 MiB | - | - | - | - | - | - | - | - | - |
 
 Not ok:
 
 - q2: failed (exit 1): Resources exhausted: sort \\| spill failed
 ";
         assert_eq!(Markdown.run(&r), expected);
+    }
+
+    #[test]
+    fn fitting_cuts_whole_lines_and_closes_folds() {
+        let text = "line one\n<details>\n\n| a |\n| b |\n</details>\n";
+        assert_eq!(fit(text, text.len(), "cut"), text, "fits: unchanged");
+        let cut = fit(text, 40, "_cut_");
+        assert_eq!(cut, "line one\n<details>\n\n\n</details>\n\n_cut_\n");
+        assert!(cut.len() <= 40);
+        let tiny = fit(text, 12, "_cut_");
+        assert_eq!(tiny, "\n_cut_\n", "nothing whole fits: the note alone");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! - [`table`]: aligned columns for a terminal;
 //! - [`markdown`]: GitHub-flavoured Markdown (`summary.md`, CI job summaries);
+//! - [`github_comment`]: Markdown for a pull-request comment, regressions
+//!   first, within GitHub's size limit;
 //! - [`json`]: the run itself (`memledger.run/1`) or a comparison;
 //! - [`html`]: `mem_profile report`, one self-contained page per run, with
 //!   each query's [`timeline`] (also written as SVG next to `summary.md`)
@@ -11,7 +13,13 @@
 //! The cells are made here, once, so that every format shows the same words
 //! and units: MiB with one decimal, `-` for a figure nobody measured. Adding
 //! a format is one new file and one arm in [`exporter`].
+//!
+//! `mem_profile export` writes a run's raw figures for dashboards:
+//! [`bencher`] (Bencher Metric Format JSON) and [`csv`].
 
+pub mod bencher;
+pub mod csv;
+pub mod github_comment;
 pub mod html;
 pub mod json;
 pub mod markdown;
@@ -20,7 +28,7 @@ pub mod table;
 pub mod timeline;
 
 use crate::compare::{Comparison, Metric, MetricChange, Outcome, QueryComparison, Verdict};
-use crate::run::{QueryResult, Run, Status};
+use crate::run::{QueryResult, Run, Status, per_reserved};
 use crate::runner::signal_name;
 use crate::units::{
     format_mib, format_mib_change, format_mib_signed, format_mib_wide, format_percent,
@@ -44,6 +52,9 @@ pub enum Format {
     Markdown,
     /// JSON (`memledger.run/1`, or `memledger.compare/1` for a comparison).
     Json,
+    /// A pull-request comment body: regressions, improvements, the rest
+    /// folded; at most 64 KiB.
+    GithubComment,
 }
 
 /// The exporter for a format.
@@ -52,11 +63,13 @@ pub fn exporter(format: Format) -> Box<dyn Export> {
         Format::Table => Box::new(table::Table),
         Format::Markdown => Box::new(markdown::Markdown),
         Format::Json => Box::new(json::Json),
+        Format::GithubComment => Box::new(github_comment::GithubComment),
     }
 }
 
-/// The columns of a run's table.
-pub const RUN_COLUMNS: [&str; 11] = [
+/// The columns of a run's table. The growth ratios leave out what the
+/// process held when its measured window began (see [`crate::run`]).
+pub const RUN_COLUMNS: [&str; 13] = [
     "query",
     "status",
     "time",
@@ -66,13 +79,15 @@ pub const RUN_COLUMNS: [&str; 11] = [
     "limit",
     "RSS/reserved",
     "heap/reserved",
+    "RSS growth/reserved",
+    "heap growth/reserved",
     "untracked at heap peak",
     "allocations",
 ];
 
 /// Which run columns hold numbers (right-aligned).
-pub const RUN_NUMERIC: [bool; 11] = [
-    false, false, true, true, true, true, true, true, true, true, true,
+pub const RUN_NUMERIC: [bool; 13] = [
+    false, false, true, true, true, true, true, true, true, true, true, true, true,
 ];
 
 /// The columns of a comparison's table.
@@ -95,12 +110,9 @@ pub fn status_cell(status: Status, exit_code: Option<i32>, signal: Option<i32>) 
     }
 }
 
-/// `peak / reserved` as `3.2x`, or `-` without a reserved peak above 0.
-fn ratio(numerator: Option<f64>, reserved: Option<u64>) -> String {
-    match (numerator, reserved) {
-        (Some(n), Some(r)) if r > 0 => format!("{:.1}x", n / r as f64),
-        _ => NOT_MEASURED.to_string(),
-    }
+/// A ratio to the reserved peak as `3.2x`, or `-` when there is none.
+fn ratio(ratio: Option<f64>) -> String {
+    or_dash(ratio, |r| format!("{r:.1}x"))
 }
 
 fn or_dash<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
@@ -108,8 +120,9 @@ fn or_dash<T>(value: Option<T>, show: impl Fn(T) -> String) -> String {
 }
 
 /// The cells of one query's row, in [`RUN_COLUMNS`] order.
-pub fn run_row(query: &QueryResult) -> [String; 11] {
+pub fn run_row(query: &QueryResult) -> [String; 13] {
     let f = &query.figures;
+    let per_reserved = |bytes: Option<f64>| per_reserved(bytes, f.reserved_peak_bytes);
     [
         query.id.clone(),
         status_cell(query.status, query.exit_code, query.signal),
@@ -118,8 +131,10 @@ pub fn run_row(query: &QueryResult) -> [String; 11] {
         or_dash(f.heap_peak_bytes, format_mib_signed),
         or_dash(f.reserved_peak_bytes, format_mib),
         or_dash(query.limit_bytes, format_mib),
-        ratio(f.peak_rss_bytes.map(|b| b as f64), f.reserved_peak_bytes),
-        ratio(f.heap_peak_bytes.map(|b| b as f64), f.reserved_peak_bytes),
+        ratio(per_reserved(f.peak_rss_bytes.map(|b| b as f64))),
+        ratio(per_reserved(f.heap_peak_bytes.map(|b| b as f64))),
+        ratio(f.peak_rss_growth_per_reserved()),
+        ratio(f.heap_growth_per_reserved()),
         or_dash(f.untracked_at_heap_peak_bytes, format_mib_signed),
         or_dash(f.allocations, |n| n.to_string()),
     ]
@@ -144,7 +159,7 @@ pub fn failure_lines(run: &Run) -> Vec<String> {
 pub fn context_fields(run: &Run) -> Vec<(&'static str, String)> {
     let c = &run.context;
     let m = &c.machine;
-    vec![
+    let mut fields = vec![
         ("command", c.command.clone()),
         ("date", c.date.clone()),
         (
@@ -168,7 +183,14 @@ pub fn context_fields(run: &Run) -> Vec<(&'static str, String)> {
         ("timeout", or_dash(c.timeout_ms, format_wall_ms)),
         ("repeat", c.repeat.to_string()),
         ("sampling", format!("every {} ms", c.sample_ms)),
-    ]
+    ];
+    if let Some(shard) = c.shard {
+        fields.push(("shard", shard.to_string()));
+    }
+    if !c.merged_from.is_empty() {
+        fields.push(("merged from", format!("{} runs", c.merged_from.len())));
+    }
+    fields
 }
 
 /// The first 12 characters of a revision.
@@ -214,6 +236,9 @@ pub struct CompareRow {
     pub cells: [String; 6],
     /// True for rows that count as regressions (formats may highlight them).
     pub regression: bool,
+    /// True for improvements: a figure that shrank past its rule, or a
+    /// query that failed in the baseline and passes now.
+    pub improvement: bool,
 }
 
 /// The rows of one query: one per metric when compared, else one `status` row.
@@ -232,6 +257,7 @@ pub fn comparison_rows(query: &QueryComparison) -> Vec<CompareRow> {
                     m.verdict.label().to_string(),
                 ],
                 regression: m.verdict == Verdict::Regression,
+                improvement: m.verdict == Verdict::Improvement,
             })
             .collect();
     }
@@ -246,6 +272,7 @@ pub fn comparison_rows(query: &QueryComparison) -> Vec<CompareRow> {
             query.outcome.label().to_string(),
         ],
         regression: query.outcome == Outcome::NewFailure,
+        improvement: query.outcome == Outcome::Fixed,
     }]
 }
 
@@ -345,6 +372,8 @@ mod tests {
                 "512.0 MiB",
                 "4.0x",
                 "2.0x",
+                "-",
+                "-",
                 "25.0 MiB",
                 "10000"
             ]
@@ -358,6 +387,7 @@ mod tests {
         assert_eq!(row[1], "signal (SIGSEGV)");
         assert_eq!(row[4], "-");
         assert_eq!(row[7], "-", "no ratio without a reserved peak");
+        assert_eq!(row[9], "-", "no growth ratio without a reserved peak");
     }
 
     #[test]

@@ -306,6 +306,11 @@ fn cells(q: &QueryChange) -> Vec<String> {
 
 /// The comparison in a format.
 pub fn render(comparison: &SweepComparison, format: Format) -> String {
+    use crate::export::github_comment::{COMMENT_MAX_BYTES, TRUNCATED_NOTE};
+    if format == Format::GithubComment {
+        let text = render(comparison, Format::Markdown);
+        return markdown::fit(&text, COMMENT_MAX_BYTES, TRUNCATED_NOTE);
+    }
     if format == Format::Json {
         let mut text = serde_json::to_string_pretty(comparison).unwrap_or_default();
         text.push('\n');
@@ -383,6 +388,10 @@ pub fn command(args: &CompareArgs) -> Result<u8, String> {
         args.rules.floor,
     )?;
     crate::app::emit(&render(&comparison, args.format));
+    crate::github::append_step_summary(
+        &render(&comparison, Format::Markdown),
+        crate::github::COMPARE_NOTE,
+    );
     Ok(if comparison.regressions() > 0 {
         EXIT_REGRESSION
     } else {

@@ -223,6 +223,11 @@ pub fn render(sweep: &Sweep, format: Format) -> String {
     match format {
         Format::Table => text(sweep),
         Format::Markdown => markdown(sweep),
+        Format::GithubComment => crate::export::markdown::fit(
+            &markdown(sweep),
+            crate::export::github_comment::COMMENT_MAX_BYTES,
+            crate::export::github_comment::TRUNCATED_NOTE,
+        ),
         Format::Json => sweep.to_json(),
     }
 }

@@ -10,14 +10,24 @@ pub fn exe() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_mem_profile"))
 }
 
-/// `mem_profile ARGS` run in `dir`.
+/// `mem_profile ARGS` run in `dir` (outside any GitHub job summary).
 pub fn mem_profile(dir: &Path, args: &[&str]) -> Output {
-    Command::new(exe())
+    mem_profile_env(dir, args, &[])
+}
+
+/// `mem_profile ARGS` run in `dir` with `env` set on top of the test's own
+/// environment (less `MEMLEDGER_MEMORY_LIMIT` and `GITHUB_STEP_SUMMARY`).
+pub fn mem_profile_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut command = Command::new(exe());
+    command
         .args(args)
         .current_dir(dir)
         .env_remove("MEMLEDGER_MEMORY_LIMIT")
-        .output()
-        .expect("mem_profile runs")
+        .env_remove("GITHUB_STEP_SUMMARY");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("mem_profile runs")
 }
 
 /// A `--cmd` template running `mem_profile __child {query}`.

@@ -1,7 +1,7 @@
 //! `memledger-suite`: the built-in benchmark suite of `mem_profile`.
 //!
 //! ```text
-//! memledger-suite <sort|aggregate|join|topk|arbiter|merge> [--scale F] [--pool fair|greedy|arbiter|unbounded]
+//! memledger-suite <sort|aggregate|join|topk|arbiter|merge> [--scale F] [--pool fair|greedy|arbiter|unbounded] [--ballast-mib N]
 //! ```
 //!
 //! Each query is an operator of the kind query engines run under a memory
@@ -150,6 +150,11 @@ struct Cli {
     /// uses an arbiter pool).
     #[arg(long, default_value = "fair")]
     pool: PoolKind,
+    /// MiB of heap to allocate, write and hold from before the measured
+    /// window to the end: what a process loads before its query runs. The
+    /// report's growth figures leave it out; its peaks do not.
+    #[arg(long, value_name = "MIB", default_value_t = 0)]
+    ballast_mib: usize,
 }
 
 fn main() -> ExitCode {
@@ -173,6 +178,7 @@ fn main() -> ExitCode {
         }
         _ => (pool_from_env(cli.pool), limit_from_env()),
     };
+    let ballast = std::hint::black_box(vec![1u8; cli.ballast_mib << 20]);
     let mut session = start_session(limit);
     session.set_label(cli.query.name());
     session.set_pool_kind(pool.name());
@@ -212,7 +218,9 @@ fn main() -> ExitCode {
     };
     drop(result);
     drop(pool);
-    match session.finish() {
+    let finished = session.finish();
+    drop(ballast);
+    match finished {
         Ok(report) => print!("{}", summary(&report)),
         Err(e) => {
             eprintln!("memledger-suite: error: could not write the report: {e}");
