@@ -48,6 +48,12 @@
 //! per-scope slots is counted into, writing no shared memory unless the
 //! scope left holds unpublished bytes.
 //!
+//! ## Sampled stacks
+//!
+//! [`stacks::start_sampling`] turns on sampled allocation stacks: which
+//! code allocated the bytes (and, in owner mode, which still holds them).
+//! Off, it costs nothing on the hot path. See [`stacks`].
+//!
 //! ## What is exact, and when
 //!
 //! | figure | while threads run | when quiet |

@@ -11,7 +11,8 @@
 //! with a message that says which versions it reads.
 //!
 //! Minor versions: `1.1` added `audit.window_start`, the heap and RSS when
-//! the measured window (the session) began.
+//! the measured window (the session) began, and `stacks`, the sampled
+//! allocation stacks.
 
 use serde::{Deserialize, Serialize};
 
