@@ -389,10 +389,18 @@ fn child_spec(suite: &Suite, query: &Query, report: &Path, args: &RunArgs) -> Ch
         None => env_remove.push(OsString::from(ENV_MEMORY_LIMIT)),
     }
     match args.stacks {
-        Some(bytes) => env.push((
-            OsString::from(ENV_SAMPLE_BYTES),
-            OsString::from(bytes.to_string()),
-        )),
+        Some(bytes) => {
+            env.push((
+                OsString::from(ENV_SAMPLE_BYTES),
+                OsString::from(bytes.to_string()),
+            ));
+            // The harness symbolizes after the query exits, so reading
+            // debug info never adds to the query's peak RSS.
+            env.push((
+                OsString::from(memledger_profiler::stacks::SYMBOLIZE_ENV),
+                OsString::from("later"),
+            ));
+        }
         None => env_remove.push(OsString::from(ENV_SAMPLE_BYTES)),
     }
     ChildSpec {

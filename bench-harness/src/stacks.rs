@@ -1,9 +1,11 @@
 //! Sampled allocation stacks in a run: `mem_profile run --stacks`.
 //!
 //! The harness passes `MEMLEDGER_SAMPLE_BYTES` to each query; a child that
-//! links `memledger-profiler` samples its allocation stacks and puts them,
-//! symbolized, in its report's `stacks` section. From it the harness
-//! writes, per query, in `stacks/` of the out directory:
+//! links `memledger-profiler` samples its allocation stacks and puts their
+//! addresses in its report's `stacks` section. After the query exited, the
+//! harness symbolizes them (so reading debug info never counts in the
+//! query's peak RSS) and writes, per query, in `stacks/` of the out
+//! directory:
 //!
 //! - `<id>.folded`: folded stacks weighed by estimated bytes allocated
 //!   (`scope;outer;…;inner bytes`, for flamegraph.pl, inferno, speedscope);
@@ -72,9 +74,12 @@ pub fn file_stem(id: &str) -> String {
 /// Writes the stack files of `query` (when its report has stacks) under
 /// `out`, and links them from it. An error leaves the query unlinked.
 pub fn attach(out: &Path, query: &mut QueryResult) -> Result<(), String> {
-    let Some(stacks) = query.report.as_ref().and_then(|r| r.stacks.as_ref()) else {
+    let Some(stacks) = query.report.as_mut().and_then(|r| r.stacks.as_mut()) else {
         return Ok(());
     };
+    // The query has exited: its objects' debug info is read here.
+    memledger_profiler::stacks::symbolize(stacks);
+    let stacks = &*stacks;
     let dir = out.join(STACKS_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let stem = file_stem(&query.id);

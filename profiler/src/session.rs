@@ -272,10 +272,15 @@ impl Session {
             external: audit::external_reports(),
             // Symbolizing allocates (debug info): in the internal scope.
             stacks: internal_scope().in_scope(|| {
-                crate::stacks::stacks_report(
+                let mut stacks = crate::stacks::stacks_report(
                     &observed.stacks_at_heap_peak,
                     &observed.scopes_at_heap_peak,
-                )
+                )?;
+                let later = std::env::var(crate::stacks::SYMBOLIZE_ENV).is_ok_and(|v| v == "later");
+                if !later {
+                    crate::stacks::symbolize(&mut stacks);
+                }
+                Some(stacks)
             }),
             ..Report::new()
         }

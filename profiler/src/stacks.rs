@@ -3,17 +3,23 @@
 //!
 //! The allocator samples stacks when `MEMLEDGER_SAMPLE_BYTES` is set (see
 //! [`memledger_alloc::stacks`]); this module turns its records into the
-//! report's `stacks` section: frames symbolized in the measured process at
-//! report time (function, file, line, inlined frames included), the
-//! allocator's own frames dropped, records with the same symbolized stack
-//! added up, and for each scope that held more than its consumers reserved
-//! at the heap peak, its top stacks.
+//! report's `stacks` section: the return addresses of each stack with the
+//! objects they lie in, and for each scope that held more than its
+//! consumers reserved at the heap peak, its top stacks.
+//!
+//! [`symbolize`] turns addresses into frames (function, file, line,
+//! inlined frames included) from the objects' debug info, drops the
+//! allocator's own frames and adds up stacks that read the same. Reading
+//! debug info takes tens of MB, so where it happens matters: the session
+//! symbolizes in the measured process when its report is built, unless
+//! `MEMLEDGER_SYMBOLIZE=later` (which `mem_profile run --stacks` sets: the
+//! harness symbolizes after the query exited, and the query's peak RSS stays
+//! its own).
 //!
 //! The section also writes as folded stacks (`scope;outer;…;inner bytes`),
 //! the text format of flamegraph.pl, inferno and speedscope.
 
 use std::collections::HashMap;
-use std::ffi::c_void;
 
 use memledger_alloc::stacks::{self as sampled, SampledStack};
 use serde::{Deserialize, Serialize};
@@ -30,6 +36,9 @@ pub const MAX_REPORTED_STACKS: usize = 200;
 
 /// Stacks listed per scope over its reservation.
 pub const TOP_PER_SCOPE: usize = 5;
+
+/// Set to `later` to leave symbolizing to the reader of the report.
+pub const SYMBOLIZE_ENV: &str = "MEMLEDGER_SYMBOLIZE";
 
 /// The report's `stacks` section.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -49,6 +58,12 @@ pub struct StacksReport {
     /// Owner mode: sampled blocks that found the live table full (counted
     /// as allocated, never live).
     pub live_table_overflows: u64,
+    /// Whether `frames` are filled in (see [`symbolize`]).
+    #[serde(default)]
+    pub symbolized: bool,
+    /// The executable objects of the process, to symbolize with.
+    #[serde(default)]
+    pub modules: Vec<Module>,
     /// The stacks, largest allocated first, at most [`MAX_REPORTED_STACKS`]
     /// plus the per-scope tops.
     pub stacks: Vec<StackReport>,
@@ -66,7 +81,12 @@ pub struct StacksReport {
 pub struct StackReport {
     /// The scope the sampled blocks were charged to.
     pub scope: String,
-    /// Innermost first, the allocator's own frames left out.
+    /// Return addresses, innermost first (the allocator's own included).
+    #[serde(default)]
+    pub addresses: Vec<u64>,
+    /// Innermost first, the allocator's own frames left out; empty until
+    /// symbolized.
+    #[serde(default)]
     pub frames: Vec<Frame>,
     /// Samples taken.
     pub samples: u64,
@@ -91,6 +111,17 @@ pub struct Frame {
     pub file: Option<String>,
     /// Line in `file`.
     pub line: Option<u32>,
+}
+
+/// An executable object loaded in the measured process.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Module {
+    /// Its file.
+    pub path: String,
+    /// What was added to its addresses when it was loaded.
+    pub bias: u64,
+    /// Its executable address ranges in the process, `[start, end)`.
+    pub ranges: Vec<[u64; 2]>,
 }
 
 /// A scope over its reservation at the heap peak, and the stacks that
@@ -207,41 +238,147 @@ fn is_allocator_frame(frame: &Frame) -> bool {
         || file.contains("library/std/src/alloc.rs")
 }
 
-/// Symbolizes return addresses, each once.
-#[derive(Default)]
-struct Symbolizer {
-    cache: HashMap<usize, Vec<Frame>>,
+/// The executable objects loaded now (`dl_iterate_phdr`).
+fn modules() -> Vec<Module> {
+    unsafe extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: `data` is the vector `modules` passed, `info` the
+        // loader's, both valid during the call.
+        let (out, info) = unsafe { (&mut *data.cast::<Vec<Module>>(), &*info) };
+        let name = if info.dlpi_name.is_null() {
+            String::new()
+        } else {
+            // SAFETY: a NUL-terminated string of the loader's.
+            unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        let headers: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
+            &[]
+        } else {
+            // SAFETY: the loader's program headers, `dlpi_phnum` of them.
+            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
+        };
+        let bias = info.dlpi_addr;
+        let ranges: Vec<[u64; 2]> = headers
+            .iter()
+            .filter(|h| h.p_type == libc::PT_LOAD && h.p_flags & libc::PF_X != 0)
+            .map(|h| {
+                let start = bias.wrapping_add(h.p_vaddr);
+                [start, start.wrapping_add(h.p_memsz)]
+            })
+            .collect();
+        if !ranges.is_empty() {
+            out.push(Module {
+                path: name,
+                bias,
+                ranges,
+            });
+        }
+        0
+    }
+    let mut out: Vec<Module> = Vec::new();
+    // SAFETY: `each` only touches `out`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(each), (&raw mut out).cast()) };
+    // The program itself has no name in the loader's list.
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    for m in &mut out {
+        if m.path.is_empty() {
+            m.path = exe.clone();
+        }
+    }
+    out
 }
 
-impl Symbolizer {
-    /// The frames at return address `ip`, innermost (inlined) first.
-    fn frames(&mut self, ip: usize) -> &[Frame] {
-        self.cache.entry(ip).or_insert_with(|| {
-            let mut frames = Vec::new();
-            backtrace::resolve(ip as *mut c_void, |symbol| {
-                frames.push(Frame {
-                    function: symbol
-                        .name()
-                        .map_or_else(|| "??".to_string(), |n| format!("{n:#}")),
-                    file: symbol.filename().map(|p| p.display().to_string()),
-                    line: symbol.lineno(),
-                });
-            });
-            if frames.is_empty() {
-                frames.push(Frame {
-                    function: format!("{ip:#x}"),
-                    file: None,
-                    line: None,
-                });
-            }
-            frames
-        })
+/// Symbolizes return addresses with the objects' debug info, each once.
+struct Symbolizer<'a> {
+    modules: &'a [Module],
+    loaders: HashMap<usize, Option<addr2line::Loader>>,
+    cache: HashMap<u64, Vec<Frame>>,
+}
+
+impl<'a> Symbolizer<'a> {
+    fn new(modules: &'a [Module]) -> Self {
+        Symbolizer {
+            modules,
+            loaders: HashMap::new(),
+            cache: HashMap::new(),
+        }
     }
 
-    fn stack(&mut self, ips: &[usize]) -> Vec<Frame> {
+    /// The frames at return address `ip`, innermost (inlined) first.
+    fn frames(&mut self, ip: u64) -> Vec<Frame> {
+        if let Some(frames) = self.cache.get(&ip) {
+            return frames.clone();
+        }
+        let frames = self.resolve(ip);
+        self.cache.insert(ip, frames.clone());
+        frames
+    }
+
+    fn resolve(&mut self, ip: u64) -> Vec<Frame> {
+        let unknown = || {
+            vec![Frame {
+                function: format!("{ip:#x}"),
+                file: None,
+                line: None,
+            }]
+        };
+        let Some(index) = self
+            .modules
+            .iter()
+            .position(|m| m.ranges.iter().any(|r| (r[0]..r[1]).contains(&ip)))
+        else {
+            return unknown();
+        };
+        let module = &self.modules[index];
+        let loader = self
+            .loaders
+            .entry(index)
+            .or_insert_with(|| addr2line::Loader::new(&module.path).ok());
+        let Some(loader) = loader else {
+            return unknown();
+        };
+        // A return address points after its call.
+        let probe = ip.wrapping_sub(module.bias).wrapping_sub(1);
+        let mut out = Vec::new();
+        if let Ok(mut iter) = loader.find_frames(probe) {
+            while let Ok(Some(frame)) = iter.next() {
+                let function = frame
+                    .function
+                    .as_ref()
+                    .and_then(|f| f.demangle().ok())
+                    .map_or_else(|| "??".to_string(), |f| strip_hash(&f));
+                let location = frame.location.as_ref();
+                out.push(Frame {
+                    function,
+                    file: location.and_then(|l| l.file).map(str::to_string),
+                    line: location.and_then(|l| l.line),
+                });
+            }
+        }
+        if out.is_empty() || out.iter().all(|f| f.function == "??") {
+            if let Some(symbol) = loader.find_symbol(probe) {
+                let name = addr2line::demangle_auto(symbol.into(), None);
+                return vec![Frame {
+                    function: strip_hash(&name),
+                    file: None,
+                    line: None,
+                }];
+            }
+        }
+        if out.is_empty() { unknown() } else { out }
+    }
+
+    fn stack(&mut self, ips: &[u64]) -> Vec<Frame> {
         let mut out: Vec<Frame> = Vec::with_capacity(ips.len() * 2);
         for &ip in ips {
-            out.extend_from_slice(self.frames(ip));
+            out.extend(self.frames(ip));
         }
         // Inlined frames carry short names, so the allocator is known by
         // its entry point first.
@@ -254,9 +391,94 @@ impl Symbolizer {
     }
 }
 
+/// A demangled Rust name without its trailing `::h<hash>`.
+fn strip_hash(name: &str) -> String {
+    match name.rsplit_once("::h") {
+        Some((head, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            head.to_string()
+        }
+        _ => name.to_string(),
+    }
+}
+
+/// Fills in the frames of every stack from the objects' debug info (files
+/// that cannot be read leave hexadecimal addresses), then adds up the
+/// stacks that read the same and ranks them again. Does nothing to a
+/// section already symbolized.
+pub fn symbolize(report: &mut StacksReport) {
+    if report.symbolized {
+        return;
+    }
+    let mut symbolizer = Symbolizer::new(&report.modules);
+    for s in &mut report.stacks {
+        s.frames = symbolizer.stack(&s.addresses);
+    }
+    report.symbolized = true;
+    // Stacks that differ only inside the allocator, or by call sites on
+    // one line, read the same: one row.
+    let mut merged: Vec<StackReport> = Vec::with_capacity(report.stacks.len());
+    let mut at: HashMap<(String, Vec<Frame>), usize> = HashMap::new();
+    for s in std::mem::take(&mut report.stacks) {
+        match at.get(&(s.scope.clone(), s.frames.clone())) {
+            Some(&i) => {
+                let m = &mut merged[i];
+                m.samples += s.samples;
+                m.allocated_bytes = m.allocated_bytes.saturating_add(s.allocated_bytes);
+                m.allocated_requested_bytes = m
+                    .allocated_requested_bytes
+                    .saturating_add(s.allocated_requested_bytes);
+                m.live_at_heap_peak_bytes =
+                    sum(m.live_at_heap_peak_bytes, s.live_at_heap_peak_bytes);
+                m.live_at_end_bytes = sum(m.live_at_end_bytes, s.live_at_end_bytes);
+            }
+            None => {
+                at.insert((s.scope.clone(), s.frames.clone()), merged.len());
+                merged.push(s);
+            }
+        }
+    }
+    report.stacks = merged;
+    rank(report);
+}
+
+fn sum(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.saturating_add(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Sorts the stacks, largest allocated first, and picks each listed
+/// scope's top stacks again.
+fn rank(report: &mut StacksReport) {
+    report.stacks.sort_by(|a, b| {
+        b.allocated_bytes
+            .cmp(&a.allocated_bytes)
+            .then_with(|| a.scope.cmp(&b.scope))
+            .then_with(|| a.addresses.cmp(&b.addresses))
+    });
+    let live = report.live_tracked;
+    let key = |s: &StackReport| {
+        if live {
+            s.live_at_heap_peak_bytes.unwrap_or(0)
+        } else {
+            i64::try_from(s.allocated_bytes).unwrap_or(i64::MAX)
+        }
+    };
+    for scope in &mut report.untracked_by_scope {
+        let mut mine: Vec<usize> = (0..report.stacks.len())
+            .filter(|&i| report.stacks[i].scope == scope.scope && key(&report.stacks[i]) > 0)
+            .collect();
+        mine.sort_by_key(|&i| std::cmp::Reverse(key(&report.stacks[i])));
+        mine.truncate(TOP_PER_SCOPE);
+        scope.top = mine;
+    }
+}
+
 /// The `stacks` section from the allocator's records now, with the live
 /// bytes at the heap peak (`at_peak`, as [`live_now`] gave them) and the
-/// scopes at the heap peak; `None` when sampling never ran.
+/// scopes at the heap peak; `None` when sampling never ran. Unsymbolized:
+/// see [`symbolize`].
 pub(crate) fn stacks_report(
     at_peak: &[(usize, i64)],
     scopes_at_peak: &[ScopeAtPeak],
@@ -265,105 +487,75 @@ pub(crate) fn stacks_report(
     let records = sampled::sampled_stacks();
     let live_tracked = memledger_alloc::attribution() == Some(memledger_alloc::Attribution::Owner);
     let peak: HashMap<usize, i64> = at_peak.iter().copied().collect();
-    let mut symbolizer = Symbolizer::default();
-    let mut merged: HashMap<(String, Vec<Frame>), StackReport> = HashMap::new();
+    let mut merged: HashMap<(String, Vec<u64>), StackReport> = HashMap::new();
     for r in &records {
-        let frames = symbolizer.stack(&r.frames);
+        let addresses: Vec<u64> = r.frames.iter().map(|&f| f as u64).collect();
         let scope = r.scope.name().to_string();
         let entry = merged
-            .entry((scope.clone(), frames.clone()))
+            .entry((scope.clone(), addresses.clone()))
             .or_insert_with(|| StackReport {
                 scope,
-                frames,
+                addresses,
                 live_at_heap_peak_bytes: live_tracked.then_some(0),
                 live_at_end_bytes: live_tracked.then_some(0),
                 ..StackReport::default()
             });
         add(entry, r, peak.get(&r.id).copied().unwrap_or(0));
     }
-    let mut all: Vec<StackReport> = merged.into_values().collect();
-    all.sort_by(|a, b| {
-        b.allocated_bytes
-            .cmp(&a.allocated_bytes)
-            .then_with(|| a.scope.cmp(&b.scope))
-            .then_with(|| a.frames.len().cmp(&b.frames.len()))
-    });
-    let estimated_allocated_bytes = all.iter().map(|s| s.allocated_bytes).sum();
-    let samples = all.iter().map(|s| s.samples).sum();
-
-    // The top stacks of each scope over its reservation are always kept.
-    let ranked_by = if live_tracked {
-        "live_at_heap_peak"
-    } else {
-        "allocated"
+    let mut report = StacksReport {
+        sample_bytes,
+        live_tracked,
+        table_overflows: sampled::stack_table_overflows(),
+        live_table_overflows: sampled::live_table_overflows(),
+        stacks: merged.into_values().collect(),
+        untracked_by_scope: scopes_at_peak
+            .iter()
+            .filter(|s| s.live_requested_bytes > s.reserved_bytes as i64)
+            .map(|s| ScopeStacks {
+                scope: s.scope.clone(),
+                untracked_bytes: s.live_requested_bytes - s.reserved_bytes as i64,
+                ranked_by: if live_tracked {
+                    "live_at_heap_peak"
+                } else {
+                    "allocated"
+                }
+                .to_string(),
+                top: Vec::new(),
+            })
+            .collect(),
+        ..StacksReport::default()
     };
-    let over: Vec<&ScopeAtPeak> = scopes_at_peak
-        .iter()
-        .filter(|s| s.live_requested_bytes > s.reserved_bytes as i64)
-        .collect();
-    let mut keep = vec![false; all.len()];
+    report
+        .untracked_by_scope
+        .sort_by_key(|s| std::cmp::Reverse(s.untracked_bytes));
+    report.estimated_allocated_bytes = report.stacks.iter().map(|s| s.allocated_bytes).sum();
+    report.samples = report.stacks.iter().map(|s| s.samples).sum();
+    rank(&mut report);
+    // Keep the largest stacks and every scope's top ones.
+    let mut keep = vec![false; report.stacks.len()];
     keep.iter_mut()
         .take(MAX_REPORTED_STACKS)
         .for_each(|k| *k = true);
-    let mut tops: Vec<(String, i64, Vec<usize>)> = Vec::new();
-    for s in &over {
-        let mut mine: Vec<usize> = (0..all.len())
-            .filter(|&i| all[i].scope == s.scope)
-            .collect();
-        let key = |i: &usize| {
-            if live_tracked {
-                all[*i].live_at_heap_peak_bytes.unwrap_or(0)
-            } else {
-                i64::try_from(all[*i].allocated_bytes).unwrap_or(i64::MAX)
-            }
-        };
-        mine.sort_by_key(|i| std::cmp::Reverse(key(i)));
-        mine.retain(|i| key(i) > 0);
-        mine.truncate(TOP_PER_SCOPE);
-        for &i in &mine {
+    for scope in &report.untracked_by_scope {
+        for &i in &scope.top {
             keep[i] = true;
         }
-        tops.push((
-            s.scope.clone(),
-            s.live_requested_bytes - s.reserved_bytes as i64,
-            mine,
-        ));
     }
-    // Renumber the kept stacks.
-    let mut index = vec![usize::MAX; all.len()];
-    let mut stacks = Vec::new();
-    let (mut omitted_stacks, mut omitted_allocated_bytes) = (0u64, 0u64);
-    for (i, s) in all.into_iter().enumerate() {
-        if keep[i] {
-            index[i] = stacks.len();
-            stacks.push(s);
+    let mut kept = Vec::new();
+    for (s, keep) in std::mem::take(&mut report.stacks).into_iter().zip(keep) {
+        if keep {
+            kept.push(s);
         } else {
-            omitted_stacks += 1;
-            omitted_allocated_bytes = omitted_allocated_bytes.saturating_add(s.allocated_bytes);
+            report.omitted_stacks += 1;
+            report.omitted_allocated_bytes = report
+                .omitted_allocated_bytes
+                .saturating_add(s.allocated_bytes);
         }
     }
-    let mut untracked_by_scope: Vec<ScopeStacks> = tops
-        .into_iter()
-        .map(|(scope, untracked_bytes, top)| ScopeStacks {
-            scope,
-            untracked_bytes,
-            ranked_by: ranked_by.to_string(),
-            top: top.into_iter().map(|i| index[i]).collect(),
-        })
-        .collect();
-    untracked_by_scope.sort_by_key(|s| std::cmp::Reverse(s.untracked_bytes));
-    Some(StacksReport {
-        sample_bytes,
-        samples,
-        live_tracked,
-        estimated_allocated_bytes,
-        table_overflows: sampled::stack_table_overflows(),
-        live_table_overflows: sampled::live_table_overflows(),
-        stacks,
-        omitted_stacks,
-        omitted_allocated_bytes,
-        untracked_by_scope,
-    })
+    report.stacks = kept;
+    rank(&mut report);
+    report.modules = modules();
+    Some(report)
 }
 
 fn add(entry: &mut StackReport, r: &SampledStack, live_at_peak: i64) {

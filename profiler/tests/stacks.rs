@@ -7,7 +7,7 @@ use memledger_alloc::stacks::{DEFAULT_SAMPLE_BYTES, start_sampling};
 use memledger_alloc::{MiMalloc, Scope, Tracked};
 use memledger_profiler::report::{Report, StacksReport};
 use memledger_profiler::session::Session;
-use memledger_profiler::stacks::Weight;
+use memledger_profiler::stacks::{SYMBOLIZE_ENV, Weight, symbolize};
 
 #[global_allocator]
 static GLOBAL: Tracked<MiMalloc> = Tracked::new(MiMalloc);
@@ -36,6 +36,11 @@ fn bytes_through(r: &StacksReport, function: &str) -> u64 {
 
 #[test]
 fn two_call_sites_are_split_3_to_1_and_the_total_estimated() {
+    // As under `mem_profile run --stacks`: the report holds addresses, the
+    // reader symbolizes them. (The only test of this binary: no other
+    // thread reads the environment.)
+    // SAFETY: no other thread runs yet.
+    unsafe { std::env::set_var(SYMBOLIZE_ENV, "later") };
     start_sampling(DEFAULT_SAMPLE_BYTES);
     let session = Session::manual(None, None);
     let scope = Scope::new("sites");
@@ -50,7 +55,21 @@ fn two_call_sites_are_split_3_to_1_and_the_total_estimated() {
     });
     let truth = scope.stats().total_usable - before;
     let report: Report = session.finish().unwrap();
-    let stacks = report.stacks.clone().expect("stacks were sampled");
+    let raw = report.stacks.clone().expect("stacks were sampled");
+    assert!(!raw.symbolized);
+    assert!(
+        raw.stacks
+            .iter()
+            .all(|s| s.frames.is_empty() && !s.addresses.is_empty())
+    );
+    assert!(!raw.modules.is_empty());
+    // Symbolized from the JSON, as a reader does after the process exited.
+    let mut stacks = Report::from_json(&report.to_json())
+        .unwrap()
+        .stacks
+        .unwrap();
+    symbolize(&mut stacks);
+    assert!(stacks.symbolized);
     assert_eq!(stacks.sample_bytes, DEFAULT_SAMPLE_BYTES);
     assert!(!stacks.live_tracked, "counting mode sees no frees");
     let a = bytes_through(&stacks, "site_three_parts");
@@ -92,7 +111,8 @@ fn two_call_sites_are_split_3_to_1_and_the_total_estimated() {
     assert!(line.starts_with("sites;"), "{line}");
     let weight: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(weight > 0);
-    // The report round-trips through JSON with its stacks.
-    let parsed = Report::from_json(&report.to_json()).unwrap();
-    assert_eq!(parsed.stacks, report.stacks);
+    // Symbolizing twice changes nothing.
+    let again = stacks.clone();
+    symbolize(&mut stacks);
+    assert_eq!(stacks, again);
 }
