@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use memledger_profiler::report::{Frame, StackReport, StacksReport};
+use memledger_profiler::report::{StackReport, StacksReport};
 use memledger_profiler::stacks::Weight;
 use serde::{Deserialize, Serialize};
 
@@ -159,57 +159,6 @@ fn empty_svg(title: &str) -> String {
     )
 }
 
-/// One stack, shortly: its innermost frames that are the program's own
-/// (the standard library's left out when others exist), innermost first,
-/// each with its file name and line when known.
-pub fn short_stack(stack: &StackReport, frames: usize) -> String {
-    let own: Vec<&Frame> = stack
-        .frames
-        .iter()
-        .filter(|f| !is_library(f))
-        .take(frames)
-        .collect();
-    let shown: Vec<&Frame> = if own.is_empty() {
-        stack.frames.iter().take(frames).collect()
-    } else {
-        own
-    };
-    if shown.is_empty() {
-        return "(no frames)".to_string();
-    }
-    shown
-        .iter()
-        .map(|f| {
-            let file = f.file.as_deref().map(|p| p.rsplit('/').next().unwrap_or(p));
-            match (file, f.line) {
-                (Some(file), Some(line)) => format!("{} ({file}:{line})", f.function),
-                (Some(file), None) => format!("{} ({file})", f.function),
-                _ => f.function.clone(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ← ")
-}
-
-/// Frames of the standard library (by its sources' paths, else by name),
-/// which name no place in the program.
-fn is_library(frame: &Frame) -> bool {
-    match frame.file.as_deref() {
-        Some(file) => {
-            file.starts_with("/rustc/")
-                || ["library/core/", "library/alloc/", "library/std/"]
-                    .iter()
-                    .any(|p| file.contains(p))
-        }
-        None => {
-            let f = frame.function.trim_start_matches('<');
-            ["alloc::", "core::", "std::", "__rust"]
-                .iter()
-                .any(|p| f.starts_with(p))
-        }
-    }
-}
-
 /// The top stacks of untracked bytes of one query: from each scope over
 /// its reservation at the heap peak, its top stacks, largest first.
 pub fn top_untracked(stacks: &StacksReport, n: usize) -> Vec<(&str, i64, &StackReport)> {
@@ -272,7 +221,7 @@ pub fn summary_section(run: &Run) -> String {
                 "| {} | {} | {} |\n",
                 escape(scope),
                 format_mib_signed(bytes),
-                escape(&short_stack(s, 4))
+                escape(&s.short(4))
             ));
         }
     }
@@ -319,10 +268,10 @@ pub fn growth_section(baseline: &Run, current: &Run, markdown: bool) -> String {
                 out.push_str(&format!(
                     "| {} | {change} | {} |\n",
                     escape(&scope),
-                    escape(&short_stack(s, 4))
+                    escape(&s.short(4))
                 ));
             } else {
-                out.push_str(&format!("  {change:>12}  {scope}: {}\n", short_stack(s, 4)));
+                out.push_str(&format!("  {change:>12}  {scope}: {}\n", s.short(4)));
             }
         }
     }
@@ -372,7 +321,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use memledger_profiler::report::ScopeStacks;
+    use memledger_profiler::report::{Frame, ScopeStacks};
 
     fn stack(scope: &str, frames: &[&str], allocated: u64, live: Option<i64>) -> StackReport {
         StackReport {
@@ -390,29 +339,6 @@ mod tests {
             live_at_heap_peak_bytes: live,
             ..StackReport::default()
         }
-    }
-
-    #[test]
-    fn short_stacks_name_the_program_not_the_library() {
-        let mut s = stack(
-            "sort",
-            &[
-                "finish_grow",
-                "from_elem<u8>",
-                "buffer",
-                "sort::run",
-                "main",
-            ],
-            1,
-            None,
-        );
-        s.frames[0].file = Some("/rustc/abc/library/alloc/src/raw_vec.rs".into());
-        s.frames[1].file = Some("/rustc/abc/library/alloc/src/vec/mod.rs".into());
-        s.frames[2].file = Some("/src/app/sort.rs".into());
-        s.frames[2].line = Some(42);
-        assert_eq!(short_stack(&s, 2), "buffer (sort.rs:42) ← sort::run");
-        let only_std = stack("x", &["alloc::vec::Vec::push"], 1, None);
-        assert_eq!(short_stack(&only_std, 3), "alloc::vec::Vec::push");
     }
 
     #[test]

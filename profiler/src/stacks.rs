@@ -147,6 +147,57 @@ impl StackReport {
             Weight::LiveAtHeapPeak => self.live_at_heap_peak_bytes.unwrap_or(0),
         }
     }
+
+    /// One stack, shortly: its innermost frames that are the program's own
+    /// (the standard library's left out when others exist), innermost first,
+    /// each with its file name and line when known.
+    pub fn short(&self, frames: usize) -> String {
+        let own: Vec<&Frame> = self
+            .frames
+            .iter()
+            .filter(|f| !is_library(f))
+            .take(frames)
+            .collect();
+        let shown: Vec<&Frame> = if own.is_empty() {
+            self.frames.iter().take(frames).collect()
+        } else {
+            own
+        };
+        if shown.is_empty() {
+            return "(no frames)".to_string();
+        }
+        shown
+            .iter()
+            .map(|f| {
+                let file = f.file.as_deref().map(|p| p.rsplit('/').next().unwrap_or(p));
+                match (file, f.line) {
+                    (Some(file), Some(line)) => format!("{} ({file}:{line})", f.function),
+                    (Some(file), None) => format!("{} ({file})", f.function),
+                    _ => f.function.clone(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ← ")
+    }
+}
+
+/// Frames of the standard library (by its sources' paths, else by name),
+/// which name no place in the program.
+fn is_library(frame: &Frame) -> bool {
+    match frame.file.as_deref() {
+        Some(file) => {
+            file.starts_with("/rustc/")
+                || ["library/core/", "library/alloc/", "library/std/"]
+                    .iter()
+                    .any(|p| file.contains(p))
+        }
+        None => {
+            let f = frame.function.trim_start_matches('<');
+            ["alloc::", "core::", "std::", "__rust"]
+                .iter()
+                .any(|p| f.starts_with(p))
+        }
+    }
 }
 
 /// Which figure folded stacks carry.
@@ -610,6 +661,32 @@ mod tests {
             "sort;main;mid:dle;inner 300\njoin;build 100\n"
         );
         assert_eq!(r.folded(Weight::LiveAtHeapPeak), "join;build 40\n");
+    }
+
+    #[test]
+    fn short_stacks_name_the_program_not_the_library() {
+        let mut s = StackReport {
+            frames: [
+                "finish_grow",
+                "from_elem<u8>",
+                "buffer",
+                "sort::run",
+                "main",
+            ]
+            .map(frame)
+            .to_vec(),
+            ..StackReport::default()
+        };
+        s.frames[0].file = Some("/rustc/abc/library/alloc/src/raw_vec.rs".into());
+        s.frames[1].file = Some("/rustc/abc/library/alloc/src/vec/mod.rs".into());
+        s.frames[2].file = Some("/src/app/sort.rs".into());
+        s.frames[2].line = Some(42);
+        assert_eq!(s.short(2), "buffer (sort.rs:42) ← sort::run");
+        let only_std = StackReport {
+            frames: vec![frame("alloc::vec::Vec::push")],
+            ..StackReport::default()
+        };
+        assert_eq!(only_std.short(3), "alloc::vec::Vec::push");
     }
 
     #[test]

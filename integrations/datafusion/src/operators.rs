@@ -130,10 +130,108 @@ pub fn render(rows: &[OperatorRow], top: usize) -> String {
     out
 }
 
+/// The top sampled stacks of each of the first `top` operators of `rows`
+/// (see [`operator_view`]), `per_operator` each, as Markdown: which code
+/// allocated the bytes an operator holds. Ranked by bytes live at the heap
+/// peak when frees were followed (owner mode), else by bytes allocated.
+/// Empty when the report has no stacks.
+pub fn operator_stacks(
+    report: &Report,
+    rows: &[OperatorRow],
+    top: usize,
+    per_operator: usize,
+) -> String {
+    let Some(stacks) = &report.stacks else {
+        return String::new();
+    };
+    let live = stacks.live_tracked;
+    let figure = |s: &memledger_profiler::report::StackReport| {
+        if live {
+            s.live_at_heap_peak_bytes.unwrap_or(0)
+        } else {
+            i64::try_from(s.allocated_bytes).unwrap_or(i64::MAX)
+        }
+    };
+    let mut out = format!(
+        "Top stacks per operator (sampled, one per {} KiB on average; bytes {}):\n",
+        stacks.sample_bytes / 1024,
+        if live {
+            "live at the heap peak"
+        } else {
+            "allocated"
+        }
+    );
+    for row in rows.iter().take(top) {
+        let mut mine: Vec<_> = stacks
+            .stacks
+            .iter()
+            .filter(|s| split_scope(&s.scope).is_some_and(|(op, _)| op == row.operator))
+            .filter(|s| figure(s) > 0)
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        // Partitions of one operator run the same code: add them up.
+        let mut by_stack: BTreeMap<String, i64> = BTreeMap::new();
+        for s in mine.drain(..) {
+            *by_stack.entry(s.short(4)).or_default() += figure(s);
+        }
+        let mut ranked: Vec<(String, i64)> = by_stack.into_iter().collect();
+        ranked.sort_by_key(|(_, bytes)| std::cmp::Reverse(*bytes));
+        let _ = writeln!(out, "\n{}:", row.operator);
+        for (stack, bytes) in ranked.into_iter().take(per_operator) {
+            let _ = writeln!(out, "- {}: {stack}", mib(bytes));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use memledger_profiler::report::{ScopeAtPeak, ScopeReport};
+
+    #[test]
+    fn stacks_are_grouped_by_operator_over_partitions() {
+        use memledger_profiler::report::{Frame, StackReport, StacksReport};
+        let stack = |scope: &str, function: &str, live: i64| StackReport {
+            scope: scope.into(),
+            frames: vec![Frame {
+                function: function.into(),
+                file: Some("/src/sort.rs".into()),
+                line: Some(7),
+            }],
+            live_at_heap_peak_bytes: Some(live),
+            ..StackReport::default()
+        };
+        let report = Report {
+            stacks: Some(StacksReport {
+                sample_bytes: 512 * 1024,
+                live_tracked: true,
+                stacks: vec![
+                    stack("SortExec[0]", "buffer", 3 << 20),
+                    stack("SortExec[1]", "buffer", 2 << 20),
+                    stack("SortExec[1]", "merge", 1 << 20),
+                    stack("HashJoinExec[0]", "build", 9 << 20),
+                ],
+                ..StacksReport::default()
+            }),
+            ..Report::new()
+        };
+        let rows = [OperatorRow {
+            operator: "SortExec".into(),
+            ..OperatorRow::default()
+        }];
+        let text = operator_stacks(&report, &rows, 5, 5);
+        assert!(
+            text.contains(
+                "SortExec:\n- 5.0 MiB: buffer (sort.rs:7)\n- 1.0 MiB: merge (sort.rs:7)\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("build"), "only the listed operators: {text}");
+        assert_eq!(operator_stacks(&Report::new(), &rows, 5, 5), "");
+    }
 
     #[test]
     fn scope_names_split_into_operator_and_partition() {
