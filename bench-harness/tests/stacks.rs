@@ -92,6 +92,15 @@ fn sort_names_the_code_of_its_untracked_bytes() {
     assert!(summary.contains("| ExternalSorter[0] |"), "{summary}");
     assert!(summary.contains("(sort.rs:"), "{summary}");
 
+    // The HTML report shows the flamegraph.
+    let out = mem_profile(dir.path(), &["report", "a", "-o", "a.html"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let html = std::fs::read_to_string(dir.path().join("a.html")).unwrap();
+    assert!(
+        html.contains("<iframe class=\"flamegraph\""),
+        "the flamegraph is inlined"
+    );
+
     // A run without --stacks has none; compare of two runs with stacks
     // lists what grew.
     let out = mem_profile(
