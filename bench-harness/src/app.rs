@@ -117,6 +117,7 @@ fn run(args: RunArgs) -> Result<u8, String> {
         args.queries.as_deref(),
         args.suite,
         args.scale.as_deref(),
+        args.data.as_deref(),
         &args.query,
     )?;
     if let Some(shard) = args.shard {
@@ -297,13 +298,15 @@ pub(crate) fn select_suite(
     queries: Option<&str>,
     suite: SuiteName,
     scale: Option<&str>,
+    data: Option<&std::path::Path>,
     picks: &[String],
 ) -> Result<Suite, String> {
     let mut suite = match cmd {
         Some(template) => Suite::from_template(template, queries)?,
         None => match suite {
             SuiteName::Builtin => Suite::builtin(&exe_dir()?, scale)?,
-            SuiteName::Tpch => Suite::tpch(&exe_dir()?, scale)?,
+            SuiteName::Tpch => Suite::tpch(&exe_dir()?, scale, data)?,
+            SuiteName::DatafusionOps => Suite::datafusion_ops(&exe_dir()?, scale, data)?,
         },
     };
     suite.pick(picks)?;

@@ -75,8 +75,15 @@ pub enum SuiteName {
     /// The `memledger-suite` binary next to `mem_profile`.
     Builtin,
     /// The 22 TPC-H queries on DataFusion: `memledger-tpch` (from
-    /// `integrations/datafusion`) next to `mem_profile` or on `PATH`.
+    /// `integrations/datafusion`) next to `mem_profile` or on `PATH`, on
+    /// Parquet data (--data, or generated once into the cache folder:
+    /// `$MEMLEDGER_CACHE_DIR/tpch-sf<F>`, else
+    /// `$XDG_CACHE_HOME/memledger/tpch-sf<F>`, else
+    /// `~/.cache/memledger/tpch-sf<F>`).
     Tpch,
+    /// One query per DataFusion operator, each isolating it
+    /// (`memledger-tpch ops <op>`), on the same data as `tpch`.
+    DatafusionOps,
 }
 
 /// `mem_profile run`.
@@ -90,6 +97,12 @@ pub struct RunArgs {
     /// few hundred MB per query; tpch: the TPC-H scale factor, default 0.1).
     #[arg(long, value_name = "F", conflicts_with = "cmd", allow_hyphen_values = true, value_parser = parse_scale)]
     pub scale: Option<String>,
+
+    /// TPC-H Parquet data folder for --suite tpch and datafusion-ops
+    /// (written by `memledger-tpch gen`); default: the cache folder,
+    /// generated on first use.
+    #[arg(long, value_name = "DIR", conflicts_with = "cmd")]
+    pub data: Option<PathBuf>,
 
     /// An external benchmark command; `{query}` is replaced by each query.
     /// Split into words like a shell would (quotes, backslashes), never run

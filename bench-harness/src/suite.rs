@@ -1,10 +1,14 @@
 //! Which queries a run has, and how to launch each one.
 //!
-//! Two kinds of suite:
+//! Three kinds of suite:
 //!
 //! - **builtin**: the `memledger-suite` binary installed next to
 //!   `mem_profile`, run as `memledger-suite <query>` for each of
 //!   [`BUILTIN_QUERIES`].
+//! - **tpch** and **datafusion-ops**: `memledger-tpch` (next to
+//!   `mem_profile` or on `PATH`), run on TPC-H Parquet data: the folder
+//!   `--data` names, or a cache folder generated on first use (see
+//!   [`tpch_data`]).
 //! - **command**: any benchmark binary, from a template such as
 //!   `dfbench tpch --query {query}`. The template is split into words the way
 //!   a POSIX shell would split it (quotes and backslashes, nothing else: no
@@ -31,6 +35,25 @@ pub const BUILTIN_BINARY: &str = "memledger-suite";
 
 /// The TPC-H benchmark binary of `integrations/datafusion`.
 pub const TPCH_BINARY: &str = "memledger-tpch";
+
+/// The ops of the DataFusion operator suite (`memledger-tpch ops <op>`).
+pub const DATAFUSION_OPS: [&str; 8] = [
+    "sort",
+    "aggregate",
+    "repartition",
+    "hash-join",
+    "sort-merge-join",
+    "window",
+    "parquet-sort",
+    "string-aggregate",
+];
+
+/// The TPC-H scale factor of the suites when `--scale` is not given.
+pub const DEFAULT_TPCH_SCALE: &str = "0.1";
+
+/// The file every complete TPC-H data folder holds (written last by
+/// `memledger-tpch gen`, which renames the folder into place when done).
+pub const TPCH_MANIFEST: &str = "tpch.json";
 
 /// The placeholder replaced by the query's text in a `--cmd` template.
 pub const PLACEHOLDER: &str = "{query}";
@@ -110,24 +133,69 @@ impl Suite {
         })
     }
 
-    /// The TPC-H suite: `memledger-tpch <1..22> [--scale F]`, the binary
-    /// found next to `mem_profile` (in `dir`) or on `PATH`.
-    pub fn tpch(dir: &Path, scale: Option<&str>) -> Result<Suite, String> {
+    /// The TPC-H suite: `memledger-tpch <1..22> --data DIR`, the binary
+    /// found next to `mem_profile` (in `dir`) or on `PATH`, the Parquet data
+    /// from `data` or from the cache (see [`tpch_data`]).
+    pub fn tpch(dir: &Path, scale: Option<&str>, data: Option<&Path>) -> Result<Suite, String> {
+        let queries = (1..=22).map(|n| Query::from_token(&n.to_string()));
+        Suite::tpch_binary_suite("tpch", &[], dir, scale, data, queries.collect())
+    }
+
+    /// The DataFusion operator suite: `memledger-tpch ops <op> --data DIR`
+    /// for each of [`DATAFUSION_OPS`], one operator isolated per query.
+    pub fn datafusion_ops(
+        dir: &Path,
+        scale: Option<&str>,
+        data: Option<&Path>,
+    ) -> Result<Suite, String> {
+        let queries = DATAFUSION_OPS.iter().map(|q| Query::from_token(q));
+        Suite::tpch_binary_suite(
+            "datafusion-ops",
+            &["ops"],
+            dir,
+            scale,
+            data,
+            queries.collect(),
+        )
+    }
+
+    fn tpch_binary_suite(
+        kind: &'static str,
+        subcommand: &[&str],
+        dir: &Path,
+        scale: Option<&str>,
+        data: Option<&Path>,
+        queries: Vec<Query>,
+    ) -> Result<Suite, String> {
         let local = dir.join(TPCH_BINARY);
         let program = if is_executable(&local) {
-            local.display().to_string()
+            local
         } else {
-            TPCH_BINARY.to_string()
+            resolve_program(TPCH_BINARY).map_err(|e| {
+                format!("{e} (build it with `cargo build --release` in integrations/datafusion and put it on PATH, or use --cmd)")
+            })?
         };
-        let mut template = format!("{program} {PLACEHOLDER}");
-        if let Some(scale) = scale {
-            template.push_str(&format!(" --scale {scale}"));
+        let folder = tpch_data(&program, scale, data)?;
+        let mut words = vec![program.display().to_string()];
+        words.extend(subcommand.iter().map(|w| w.to_string()));
+        words.extend([
+            PLACEHOLDER.to_string(),
+            "--data".to_string(),
+            folder.display().to_string(),
+        ]);
+        // A folder the user names is checked against the scale they give.
+        if let (Some(scale), Some(_)) = (scale, data) {
+            words.extend(["--scale".to_string(), scale.to_string()]);
         }
-        let mut suite = Suite::from_template(&template, Some("1..22")).map_err(|e| {
-            format!("{e} (build it with `cargo build --release` in integrations/datafusion and put it on PATH, or use --cmd)")
-        })?;
-        suite.kind = "tpch";
-        Ok(suite)
+        let mut command = vec![TPCH_BINARY.to_string()];
+        command.extend(words[1..].iter().cloned());
+        Ok(Suite {
+            kind,
+            command: command.join(" "),
+            program,
+            words,
+            queries,
+        })
     }
 
     /// An external benchmark: `template` split into words, `{query}` replaced
@@ -417,6 +485,96 @@ pub fn resolve_program(word: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("program `{word}` not found in PATH"))
 }
 
+/// The Parquet data folder of a TPC-H suite.
+///
+/// `data`, when given, must hold a data set ([`TPCH_MANIFEST`]). Otherwise
+/// the folder is the cache's for the scale ([`tpch_cache_dir`]); when it
+/// does not exist yet, `program gen --scale F --dir FOLDER` writes it (the
+/// generator builds it in a temporary folder and renames it into place, so
+/// an interrupted generation leaves nothing that would be used).
+pub fn tpch_data(
+    program: &Path,
+    scale: Option<&str>,
+    data: Option<&Path>,
+) -> Result<PathBuf, String> {
+    tpch_data_in(program, scale, data, |name| std::env::var_os(name))
+}
+
+/// [`tpch_data`] with the environment read through `var`.
+fn tpch_data_in(
+    program: &Path,
+    scale: Option<&str>,
+    data: Option<&Path>,
+    var: impl Fn(&str) -> Option<OsString>,
+) -> Result<PathBuf, String> {
+    if let Some(dir) = data {
+        if !dir.join(TPCH_MANIFEST).is_file() {
+            return Err(format!(
+                "--data {}: not a TPC-H data folder (no {TPCH_MANIFEST}); write one with \
+                 `{TPCH_BINARY} gen --scale F --dir DIR`",
+                dir.display()
+            ));
+        }
+        return std::path::absolute(dir).map_err(|e| format!("--data {}: {e}", dir.display()));
+    }
+    let scale = scale.unwrap_or(DEFAULT_TPCH_SCALE);
+    let scale = match scale.parse::<f64>() {
+        // One folder per value: `1`, `1.0` and `1e0` are the same scale.
+        Ok(value) if value.is_finite() && value > 0.0 => value.to_string(),
+        _ => return Err(format!("--scale {scale} is not a positive number")),
+    };
+    let folder = tpch_cache_dir(&scale, var)?;
+    if folder.join(TPCH_MANIFEST).is_file() {
+        return Ok(folder);
+    }
+    if folder.exists() {
+        return Err(format!(
+            "{} exists but holds no complete TPC-H data set; remove it",
+            folder.display()
+        ));
+    }
+    eprintln!(
+        "mem_profile: generating TPC-H scale {scale} as Parquet into {} (once)",
+        folder.display()
+    );
+    let status = std::process::Command::new(program)
+        .args(["gen", "--scale", &scale, "--dir"])
+        .arg(&folder)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::io::stderr())
+        .status()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    if !status.success() || !folder.join(TPCH_MANIFEST).is_file() {
+        return Err(format!(
+            "generating TPC-H data into {} failed ({status})",
+            folder.display()
+        ));
+    }
+    Ok(folder)
+}
+
+/// The cache folder of TPC-H data at `scale`, from the environment that
+/// `var` reads: `$MEMLEDGER_CACHE_DIR/tpch-sf<scale>`, else
+/// `$XDG_CACHE_HOME/memledger/tpch-sf<scale>` (an absolute
+/// `XDG_CACHE_HOME` only), else `$HOME/.cache/memledger/tpch-sf<scale>`.
+pub fn tpch_cache_dir(
+    scale: &str,
+    var: impl Fn(&str) -> Option<OsString>,
+) -> Result<PathBuf, String> {
+    let leaf = format!("tpch-sf{scale}");
+    let set = |name: &str| var(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = set("MEMLEDGER_CACHE_DIR") {
+        return Ok(dir.join(leaf));
+    }
+    if let Some(dir) = set("XDG_CACHE_HOME").filter(|d| d.is_absolute()) {
+        return Ok(dir.join("memledger").join(leaf));
+    }
+    if let Some(home) = set("HOME") {
+        return Ok(home.join(".cache").join("memledger").join(leaf));
+    }
+    Err("no cache folder for TPC-H data: set MEMLEDGER_CACHE_DIR or pass --data DIR".to_string())
+}
+
 /// A regular file with an execute bit.
 fn is_executable(path: &Path) -> bool {
     path.metadata()
@@ -637,5 +795,127 @@ mod tests {
             })
             .unwrap_err();
         assert!(err.contains("has no query (12 selected)"), "{err}");
+    }
+
+    #[test]
+    fn the_tpch_cache_folder_follows_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| OsString::from(v))
+            }
+        };
+        let all = env(&[
+            ("MEMLEDGER_CACHE_DIR", "/c"),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ]);
+        assert_eq!(tpch_cache_dir("1", all).unwrap(), Path::new("/c/tpch-sf1"));
+        let xdg = env(&[
+            ("MEMLEDGER_CACHE_DIR", ""),
+            ("XDG_CACHE_HOME", "/x"),
+            ("HOME", "/h"),
+        ]);
+        assert_eq!(
+            tpch_cache_dir("0.1", xdg).unwrap(),
+            Path::new("/x/memledger/tpch-sf0.1")
+        );
+        // A relative XDG_CACHE_HOME is ignored, as the XDG spec says.
+        let home = env(&[("XDG_CACHE_HOME", "rel"), ("HOME", "/h")]);
+        assert_eq!(
+            tpch_cache_dir("0.1", home).unwrap(),
+            Path::new("/h/.cache/memledger/tpch-sf0.1")
+        );
+        assert!(
+            tpch_cache_dir("1", env(&[]))
+                .unwrap_err()
+                .contains("--data")
+        );
+    }
+
+    /// A stand-in `memledger-tpch` whose `gen` writes a manifest (after a
+    /// count of its runs) the way the real one renames a complete folder.
+    fn fake_tpch(dir: &Path, fail: bool) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let program = dir.join(TPCH_BINARY);
+        let body = if fail {
+            "echo \"$@\" >> \"$(dirname \"$0\")/gen.log\"; exit 1".to_string()
+        } else {
+            format!(
+                "echo \"$@\" >> \"$(dirname \"$0\")/gen.log\"; \
+                 mkdir -p \"$5\" && echo '{{\"scale\": '$3'}}' > \"$5/{TPCH_MANIFEST}\""
+            )
+        };
+        std::fs::write(&program, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        program
+    }
+
+    #[test]
+    fn tpch_data_is_generated_once_into_the_cache_and_then_reused() {
+        let bin = tempfile::tempdir().unwrap();
+        let program = fake_tpch(bin.path(), false);
+        let cache = tempfile::tempdir().unwrap();
+        let folder = cache.path().join("tpch-sf0.5");
+        let generated = generate_into_cache_for_test(&program, "0.50", cache.path());
+        assert_eq!(generated.unwrap(), folder);
+        let again = generate_into_cache_for_test(&program, "0.5", cache.path());
+        assert_eq!(again.unwrap(), folder);
+        let log = std::fs::read_to_string(bin.path().join("gen.log")).unwrap();
+        assert_eq!(
+            log.lines().collect::<Vec<_>>(),
+            vec![format!("gen --scale 0.5 --dir {}", folder.display())],
+            "generated once, by scale 0.5 whatever its spelling"
+        );
+
+        // A folder the user names is used as it is, with the suite's words.
+        let suite = Suite::tpch(bin.path(), None, Some(&folder)).unwrap();
+        assert_eq!(suite.kind, "tpch");
+        assert_eq!(suite.queries.len(), 22);
+        let argv = suite.argv(&suite.queries[2]);
+        let folder_text = folder.display().to_string();
+        assert_eq!(
+            argv,
+            vec![
+                program.display().to_string().as_str(),
+                "3",
+                "--data",
+                folder_text.as_str()
+            ]
+        );
+        let ops = Suite::datafusion_ops(bin.path(), Some("0.5"), Some(&folder)).unwrap();
+        assert_eq!(ops.kind, "datafusion-ops");
+        let argv = ops.argv(&ops.queries[0]);
+        assert_eq!(argv[1..4], ["ops", "sort", "--data"]);
+        assert_eq!(argv[5..], ["--scale", "0.5"]);
+        assert_eq!(ops.queries.len(), DATAFUSION_OPS.len());
+
+        // A folder without a manifest is not data.
+        let empty = tempfile::tempdir().unwrap();
+        let err = Suite::tpch(bin.path(), None, Some(empty.path())).unwrap_err();
+        assert!(err.contains(TPCH_MANIFEST), "{err}");
+    }
+
+    #[test]
+    fn a_failed_generation_is_an_error_and_leaves_nothing_to_reuse() {
+        let bin = tempfile::tempdir().unwrap();
+        let program = fake_tpch(bin.path(), true);
+        let cache = tempfile::tempdir().unwrap();
+        let err = generate_into_cache_for_test(&program, "1", cache.path()).unwrap_err();
+        assert!(err.contains("failed"), "{err}");
+        assert!(!cache.path().join("tpch-sf1").exists());
+    }
+
+    /// [`tpch_data`] with the cache at `cache` instead of the environment's.
+    fn generate_into_cache_for_test(
+        program: &Path,
+        scale: &str,
+        cache: &Path,
+    ) -> Result<PathBuf, String> {
+        let var =
+            |name: &str| (name == "MEMLEDGER_CACHE_DIR").then(|| cache.as_os_str().to_owned());
+        tpch_data_in(program, Some(scale), None, var)
     }
 }

@@ -50,6 +50,7 @@ pub fn sweep(args: SweepArgs) -> Result<u8, String> {
         args.queries.as_deref(),
         args.suite,
         args.scale.as_deref(),
+        None,
         &args.query,
     )?;
     let launcher =

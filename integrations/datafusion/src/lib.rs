@@ -14,16 +14,26 @@
 //!   DataFusion pool, forwarding every call unchanged.
 //! - [`instrument_plan`] wraps each node of a physical plan so its output
 //!   stream is polled inside a scope named after the operator and partition.
-//! - [`tpch`] generates TPC-H tables in memory and holds the 22 queries; the
-//!   `memledger-tpch` binary runs one under a pool limit and writes the report,
-//!   for `mem_profile run --suite tpch`.
+//! - [`install_scope_tracer`] makes every task DataFusion spawns
+//!   (RepartitionExec's input drivers, spill writers) run in the scope of the
+//!   operator that spawned it.
+//! - [`tpch`] generates TPC-H tables in memory and holds the 22 queries;
+//!   [`parquet_data`] writes them once as Parquet files and registers them
+//!   as listing tables. The `memledger-tpch` binary runs one query under a
+//!   pool limit and writes the report, for `mem_profile run --suite tpch`.
+//! - [`ops`] holds one query per operator, each isolating it, for
+//!   `mem_profile run --suite datafusion-ops`.
 //! - [`operator_view`] ranks operators by untracked bytes at the heap peak.
 
 pub mod operators;
+pub mod ops;
+pub mod parquet_data;
 pub mod pool;
 pub mod scoped;
+pub mod spawn;
 pub mod tpch;
 
 pub use operators::{OperatorRow, operator_view, render};
 pub use pool::AuditedPool;
 pub use scoped::{ScopedExec, instrument_plan};
+pub use spawn::{ScopeTracer, install_scope_tracer};

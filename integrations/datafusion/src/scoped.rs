@@ -18,9 +18,11 @@
 //! When a plan holds the same operator type more than once, the second and
 //! later ones are numbered: `HashJoinExec#2[0]`.
 //!
-//! Work an operator hands to a spawned tokio task outside any poll of a
-//! wrapped stream (RepartitionExec's distribution task, for one) runs in the
-//! scope of the streams that task polls, or in `unscoped`.
+//! Work an operator hands to a task DataFusion spawns (RepartitionExec's
+//! input drivers, for one) runs outside any poll of a wrapped stream; with
+//! [`install_scope_tracer`](crate::install_scope_tracer) called once, such a
+//! task runs in the scope that spawned it (see [`spawn`](crate::spawn)).
+//! Without it, that work lands in `unscoped`.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -7,8 +7,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::record_batch::RecordBatchReader;
 use datafusion::catalog::MemTable;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
@@ -66,108 +65,78 @@ pub fn parse_query(text: &str) -> Option<usize> {
     (1..=QUERY_COUNT).contains(&n).then_some(n)
 }
 
-fn collect<I>(parts: Vec<I>) -> Result<Vec<Vec<RecordBatch>>>
-where
-    I: Iterator<Item = std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError>>,
-{
-    parts
-        .into_iter()
-        .map(|it| it.collect::<std::result::Result<Vec<_>, _>>())
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))
-}
-
-fn table(schema: SchemaRef, partitions: Vec<Vec<RecordBatch>>) -> Result<Arc<MemTable>> {
-    Ok(Arc::new(MemTable::try_new(schema, partitions)?))
-}
-
-/// Generates one TPC-H table at `scale` in `parts` partitions.
-pub fn generate(name: &str, scale: f64, parts: usize, batch_size: usize) -> Result<Arc<MemTable>> {
-    let n = parts.max(1) as i32;
-    let range = 1..=n;
-    match name {
-        "lineitem" => table(
-            LineItemArrow::schema_ref(),
-            collect(
-                range
-                    .map(|p| {
-                        LineItemArrow::new(LineItemGenerator::new(scale, p, n))
-                            .with_batch_size(batch_size)
-                    })
-                    .collect(),
-            )?,
-        ),
-        "orders" => table(
-            OrderArrow::schema_ref(),
-            collect(
-                range
-                    .map(|p| {
-                        OrderArrow::new(OrderGenerator::new(scale, p, n))
-                            .with_batch_size(batch_size)
-                    })
-                    .collect(),
-            )?,
-        ),
-        "customer" => table(
-            CustomerArrow::schema_ref(),
-            collect(
-                range
-                    .map(|p| {
-                        CustomerArrow::new(CustomerGenerator::new(scale, p, n))
-                            .with_batch_size(batch_size)
-                    })
-                    .collect(),
-            )?,
-        ),
-        "part" => table(
-            PartArrow::schema_ref(),
-            collect(
-                range
-                    .map(|p| {
-                        PartArrow::new(PartGenerator::new(scale, p, n)).with_batch_size(batch_size)
-                    })
-                    .collect(),
-            )?,
-        ),
-        "partsupp" => table(
-            PartSuppArrow::schema_ref(),
-            collect(
-                range
-                    .map(|p| {
-                        PartSuppArrow::new(PartSuppGenerator::new(scale, p, n))
-                            .with_batch_size(batch_size)
-                    })
-                    .collect(),
-            )?,
-        ),
-        "supplier" => table(
-            SupplierArrow::schema_ref(),
-            collect(
-                range
-                    .map(|p| {
-                        SupplierArrow::new(SupplierGenerator::new(scale, p, n))
-                            .with_batch_size(batch_size)
-                    })
-                    .collect(),
-            )?,
-        ),
-        // Nation and region are tiny and fixed: one partition.
-        "nation" => table(
-            NationArrow::schema_ref(),
-            collect(vec![
-                NationArrow::new(NationGenerator::new(scale, 1, 1)).with_batch_size(batch_size),
-            ])?,
-        ),
-        "region" => table(
-            RegionArrow::schema_ref(),
-            collect(vec![
-                RegionArrow::new(RegionGenerator::new(scale, 1, 1)).with_batch_size(batch_size),
-            ])?,
-        ),
-        other => Err(DataFusionError::Plan(format!(
-            "unknown TPC-H table `{other}`"
-        ))),
+/// The generators of table `name` at `scale`, one per part: `parts` parts
+/// for the six scaled tables, one for `nation` and `region` (tiny and fixed).
+///
+/// Each reader yields batches of `batch_size` rows; together they yield the
+/// whole table, each row once.
+pub fn readers(
+    name: &str,
+    scale: f64,
+    parts: usize,
+    batch_size: usize,
+) -> Result<Vec<Box<dyn RecordBatchReader + Send>>> {
+    fn boxed<R: RecordBatchReader + Send + 'static>(r: R) -> Box<dyn RecordBatchReader + Send> {
+        Box::new(r)
     }
+    let n = i32::try_from(parts.max(1))
+        .map_err(|_| DataFusionError::Plan(format!("too many parts: {parts}")))?;
+    let range = 1..=n;
+    let b = batch_size;
+    Ok(match name {
+        "lineitem" => range
+            .map(|p| {
+                boxed(LineItemArrow::new(LineItemGenerator::new(scale, p, n)).with_batch_size(b))
+            })
+            .collect(),
+        "orders" => range
+            .map(|p| boxed(OrderArrow::new(OrderGenerator::new(scale, p, n)).with_batch_size(b)))
+            .collect(),
+        "customer" => range
+            .map(|p| {
+                boxed(CustomerArrow::new(CustomerGenerator::new(scale, p, n)).with_batch_size(b))
+            })
+            .collect(),
+        "part" => range
+            .map(|p| boxed(PartArrow::new(PartGenerator::new(scale, p, n)).with_batch_size(b)))
+            .collect(),
+        "partsupp" => range
+            .map(|p| {
+                boxed(PartSuppArrow::new(PartSuppGenerator::new(scale, p, n)).with_batch_size(b))
+            })
+            .collect(),
+        "supplier" => range
+            .map(|p| {
+                boxed(SupplierArrow::new(SupplierGenerator::new(scale, p, n)).with_batch_size(b))
+            })
+            .collect(),
+        "nation" => vec![boxed(
+            NationArrow::new(NationGenerator::new(scale, 1, 1)).with_batch_size(b),
+        )],
+        "region" => vec![boxed(
+            RegionArrow::new(RegionGenerator::new(scale, 1, 1)).with_batch_size(b),
+        )],
+        other => {
+            return Err(DataFusionError::Plan(format!(
+                "unknown TPC-H table `{other}`"
+            )));
+        }
+    })
+}
+
+/// Generates one TPC-H table at `scale` in `parts` partitions, in memory.
+pub fn generate(name: &str, scale: f64, parts: usize, batch_size: usize) -> Result<Arc<MemTable>> {
+    let readers = readers(name, scale, parts, batch_size)?;
+    let schema = match readers.first() {
+        Some(r) => r.schema(),
+        None => return Err(DataFusionError::Plan(format!("no parts for `{name}`"))),
+    };
+    let partitions = readers
+        .into_iter()
+        .map(|r| r.collect::<std::result::Result<Vec<_>, _>>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?;
+    Ok(Arc::new(MemTable::try_new(schema, partitions)?))
 }
 
 /// Generates every table and registers it in `ctx`.

@@ -2,37 +2,65 @@
 //! writes the `memledger.report/1` report, as `mem_profile` expects.
 //!
 //! ```text
-//! memledger-tpch 3 --scale 0.1 --partitions 4 --pool fair
-//! MEMLEDGER_MEMORY_LIMIT=268435456 MEMLEDGER_REPORT=q3.json memledger-tpch q3
-//! memledger-tpch view mem_profile_out/run.json     # per-operator view of a run
+//! memledger-tpch gen --scale 1 --dir tpch-sf1          # Parquet, once
+//! memledger-tpch 3 --data tpch-sf1 --partitions 4 --pool fair
+//! memledger-tpch 3 --scale 0.1                         # tables generated in memory
+//! MEMLEDGER_MEMORY_LIMIT=268435456 MEMLEDGER_REPORT=q3.json memledger-tpch q3 --data tpch-sf1
+//! memledger-tpch ops sort --scale 0.1                  # one operator, isolated
+//! memledger-tpch view mem_profile_out/run.json         # per-operator view of a run
 //! ```
+//!
+//! Every query line on stdout reads `q3: 11620 rows in 812 ms` (the time of
+//! planning and running the query, nothing else).
+//!
+//! Built with feature `bare-mimalloc`, the binary runs DataFusion on bare
+//! mimalloc: no memledger allocator, no operator scopes, no audited pool and
+//! no report (so `mem_profile` shows its heap and reserved figures as null).
+//! It is the baseline of `scripts/overhead.sh`.
 //!
 //! Exit codes: 0 the query ran; 1 it failed (a pool refusal included: its
 //! text is the report's `error`); 2 bad usage or unreadable input.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use datafusion::execution::memory_pool::{
     FairSpillPool, GreedyMemoryPool, MemoryPool, TrackConsumersPool, UnboundedMemoryPool,
 };
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::physical_plan::collect;
+use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use memledger_alloc::{MiMalloc, Scope, Tracked};
-use memledger_datafusion::{AuditedPool, instrument_plan, operator_view, render, tpch};
+use futures::StreamExt;
+use memledger_alloc::{MiMalloc, Scope};
+use memledger_datafusion::ops::{self, Op, OpFigures};
+use memledger_datafusion::{
+    AuditedPool, install_scope_tracer, instrument_plan, operator_view, parquet_data, render, tpch,
+};
 use memledger_profiler::Session;
 use memledger_profiler::report::Report;
 
 /// Owner mode by default: the per-operator view then shows which operator
-/// created the bytes still live at the peak. Feature `counting` switches.
-#[cfg(not(feature = "counting"))]
+/// created the bytes live at the peak. Feature `counting` switches to
+/// counting mode; feature `bare-mimalloc` leaves memledger out.
+#[cfg(not(any(feature = "counting", feature = "bare-mimalloc")))]
 #[global_allocator]
-static GLOBAL: Tracked<MiMalloc, memledger_alloc::Owner> = Tracked::new(MiMalloc);
-#[cfg(feature = "counting")]
+static GLOBAL: memledger_alloc::Tracked<MiMalloc, memledger_alloc::Owner> =
+    memledger_alloc::Tracked::new(MiMalloc);
+#[cfg(all(feature = "counting", not(feature = "bare-mimalloc")))]
 #[global_allocator]
-static GLOBAL: Tracked<MiMalloc> = Tracked::new(MiMalloc);
+static GLOBAL: memledger_alloc::Tracked<MiMalloc> = memledger_alloc::Tracked::new(MiMalloc);
+#[cfg(feature = "bare-mimalloc")]
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+/// Whether this build leaves memledger out (feature `bare-mimalloc`).
+const BARE: bool = cfg!(feature = "bare-mimalloc");
+
+/// The scale of in-memory tables when neither `--scale` nor `--data` is given.
+const DEFAULT_SCALE: f64 = 0.1;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -46,9 +74,24 @@ struct Cli {
     command: Option<Command>,
     /// The query: 1..22 (or q1..q22).
     query: Option<String>,
-    /// TPC-H scale factor (1.0 is about 1 GB of raw data).
-    #[arg(long, default_value_t = 0.1)]
-    scale: f64,
+    #[command(flatten)]
+    options: RunOptions,
+    /// Operators shown in the per-operator view.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+}
+
+/// How a query (or an op) runs.
+#[derive(Args, Debug, Clone)]
+struct RunOptions {
+    /// Read the tables from this Parquet data folder (written by `gen`)
+    /// instead of generating them in memory.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// TPC-H scale factor of the in-memory tables (1.0 is about 1 GB of raw
+    /// data; default 0.1). With --data it must match the folder's, if given.
+    #[arg(long)]
+    scale: Option<f64>,
     /// DataFusion partitions (and tokio worker threads).
     #[arg(long, default_value_t = 4)]
     partitions: usize,
@@ -58,9 +101,6 @@ struct Cli {
     /// Rows per batch.
     #[arg(long, default_value_t = 8192)]
     batch_size: usize,
-    /// Operators shown in the per-operator view.
-    #[arg(long, default_value_t = 10)]
-    top: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -68,9 +108,29 @@ enum Command {
     /// Print the per-operator view of a report or of every query in a mem_profile run.json.
     View {
         /// A memledger.report/1 file or a memledger.run/1 file.
-        file: std::path::PathBuf,
+        file: PathBuf,
         #[arg(long, default_value_t = 10)]
         top: usize,
+    },
+    /// Write the eight TPC-H tables as Parquet files into a new folder.
+    Gen {
+        /// TPC-H scale factor.
+        #[arg(long)]
+        scale: f64,
+        /// The folder to create (it must not exist; it appears only once complete).
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Files per scaled table.
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
+    },
+    /// Run one operator in isolation (sort, aggregate, repartition, hash-join,
+    /// sort-merge-join, window, parquet-sort, string-aggregate).
+    Ops {
+        /// The op's name.
+        name: String,
+        #[command(flatten)]
+        options: RunOptions,
     },
 }
 
@@ -83,69 +143,276 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    if let Some(Command::View { file, top }) = &cli.command {
-        return view(file, *top);
+    match &cli.command {
+        Some(Command::View { file, top }) => view(file, *top),
+        Some(Command::Gen {
+            scale,
+            dir,
+            partitions,
+        }) => generate(*scale, dir, *partitions),
+        Some(Command::Ops { name, options }) => run_op(name, options),
+        None => run_query(&cli),
     }
+}
+
+fn usage(text: &str) -> ExitCode {
+    eprintln!("memledger-tpch: error: {text}");
+    ExitCode::from(2)
+}
+
+fn generate(scale: f64, dir: &Path, partitions: usize) -> ExitCode {
+    if !(scale.is_finite() && scale > 0.0) || partitions == 0 {
+        return usage("--scale and --partitions must be positive");
+    }
+    if dir.exists() {
+        return usage(&format!(
+            "{} already exists; remove it to generate again",
+            dir.display()
+        ));
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let start = Instant::now();
+    match parquet_data::write_tables(dir, scale, partitions, threads) {
+        Ok(parquet_data::Generated::Written { files }) => {
+            println!(
+                "wrote TPC-H scale {scale} to {} ({files} Parquet files) in {:.1} s",
+                dir.display(),
+                start.elapsed().as_secs_f64()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(parquet_data::Generated::AlreadyThere) => {
+            println!("{} was completed by another generation", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("memledger-tpch: error: generating {}: {e}", dir.display());
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The checked options, or the usage error's exit code.
+fn check(options: &RunOptions) -> Result<(Arc<dyn MemoryPool>, Tables), ExitCode> {
+    if options.partitions == 0 || options.batch_size == 0 {
+        return Err(usage("--partitions and --batch-size must be positive"));
+    }
+    if let Some(scale) = options.scale
+        && !(scale.is_finite() && scale > 0.0)
+    {
+        return Err(usage("--scale must be positive"));
+    }
+    let tables = match &options.data {
+        Some(dir) => {
+            let scale = parquet_data::scale_of(dir).map_err(|e| usage(&e.to_string()))?;
+            if options.scale.is_some_and(|s| s != scale) {
+                return Err(usage(&format!(
+                    "{} holds scale {scale}, not the --scale given",
+                    dir.display()
+                )));
+            }
+            Tables::Parquet(dir.clone())
+        }
+        None => Tables::InMemory(options.scale.unwrap_or(DEFAULT_SCALE)),
+    };
+    let Some(pool) = inner_pool(&options.pool, std::env::var("MEMLEDGER_MEMORY_LIMIT").ok()) else {
+        return Err(usage(&format!(
+            "unknown pool `{}` (fair, greedy, track, unbounded) or bad MEMLEDGER_MEMORY_LIMIT",
+            options.pool
+        )));
+    };
+    Ok((pool, tables))
+}
+
+fn run_query(cli: &Cli) -> ExitCode {
     let Some(query) = cli.query.as_deref() else {
-        eprintln!("memledger-tpch: error: a query (1..22) is required");
-        return ExitCode::from(2);
+        return usage("a query (1..22) is required");
     };
     let Some(n) = tpch::parse_query(query) else {
-        eprintln!("memledger-tpch: error: unknown query `{query}` (expected 1..22 or q1..q22)");
-        return ExitCode::from(2);
+        return usage(&format!(
+            "unknown query `{query}` (expected 1..22 or q1..q22)"
+        ));
     };
-    if cli.scale.is_nan() || cli.scale <= 0.0 || cli.partitions == 0 || cli.batch_size == 0 {
-        eprintln!("memledger-tpch: error: --scale, --partitions and --batch-size must be positive");
-        return ExitCode::from(2);
-    }
-    let Some(pool) = inner_pool(&cli.pool, std::env::var("MEMLEDGER_MEMORY_LIMIT").ok()) else {
-        eprintln!(
-            "memledger-tpch: error: unknown pool `{}` (fair, greedy, track, unbounded) or bad MEMLEDGER_MEMORY_LIMIT",
-            cli.pool
-        );
-        return ExitCode::from(2);
+    let (pool, tables) = match check(&cli.options) {
+        Ok(checked) => checked,
+        Err(code) => return code,
     };
-
-    let prepared = match prepare(&cli, pool) {
+    let prepared = match prepare(&cli.options, pool, &tables, &tpch::TABLES) {
         Ok(prepared) => prepared,
         Err(e) => {
-            eprintln!("memledger-tpch: error: could not generate the TPC-H tables: {e}");
+            eprintln!("memledger-tpch: error: could not load the TPC-H tables: {e}");
             return ExitCode::from(1);
         }
     };
-    // The tables stay in memory for the query, but generating them is not
-    // the query: the measured window starts here.
-    memledger_alloc::reset_peak();
-    reset_peak_rss();
-    let mut session = Session::from_env();
-    session.set_label(&format!("q{n}"));
-    session.set_pool_kind(&cli.pool);
-    let outcome = run(&prepared, n);
-    let failed = match &outcome {
+    // In-memory tables stay resident for the query, but generating them is
+    // not the query: the measured window starts here.
+    let session = open_window(&format!("q{n}"), &cli.options.pool);
+    let sql = tpch::query(n).unwrap_or_default();
+    let start = Instant::now();
+    let outcome = prepared.runtime.block_on(async {
+        let plan = plan_sql(&prepared.ctx, sql).await?;
+        let batches = collect(plan, prepared.ctx.task_ctx()).await?;
+        Ok::<_, datafusion::common::DataFusionError>(
+            batches.iter().map(|b| b.num_rows()).sum::<usize>(),
+        )
+    });
+    let elapsed = start.elapsed();
+    let error = match &outcome {
         Ok(rows) => {
-            println!("q{n}: {rows} rows");
-            false
+            println!("q{n}: {rows} rows in {} ms", elapsed.as_millis());
+            None
         }
         Err(e) => {
             eprintln!("memledger-tpch: q{n} failed: {e}");
-            session.set_error(&e.to_string());
-            true
+            Some(e.to_string())
         }
     };
-    match session.finish() {
-        Ok(report) => {
+    match close_window(session, error.as_deref()) {
+        Ok(Some(report)) => {
             println!("{}", memledger_profiler::summary(&report));
             println!("{}", render(&operator_view(&report), cli.top));
         }
-        Err(e) => {
-            eprintln!("memledger-tpch: error: could not write the report: {e}");
-            return ExitCode::from(1);
-        }
+        Ok(None) => {}
+        Err(code) => return code,
     }
-    if failed {
+    if error.is_some() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+fn run_op(name: &str, options: &RunOptions) -> ExitCode {
+    let Some(op) = ops::op(name) else {
+        return usage(&format!("unknown op `{name}` (one of {})", ops::names()));
+    };
+    let (pool, tables) = match check(options) {
+        Ok(checked) => checked,
+        Err(code) => return code,
+    };
+    // Only the scan op reads Parquet; the others isolate their operator
+    // from any scan with tables in memory, at the folder's scale if given.
+    let tables = match (op.parquet, tables) {
+        (true, Tables::InMemory(_)) => {
+            return usage(&format!("op `{name}` scans Parquet: give --data DIR"));
+        }
+        (false, Tables::Parquet(dir)) => match parquet_data::scale_of(&dir) {
+            Ok(scale) => Tables::InMemory(scale),
+            Err(e) => return usage(&e.to_string()),
+        },
+        (_, tables) => tables,
+    };
+    let prepared = match prepare(options, pool, &tables, op.tables) {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            eprintln!("memledger-tpch: error: could not load the TPC-H tables: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    // The plan is made before the window too: only execution is measured.
+    let plan = prepared.runtime.block_on(async {
+        let plan = op.plan(&prepared.ctx).await?;
+        if BARE {
+            Ok(plan)
+        } else {
+            instrument_plan(plan)
+        }
+    });
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("memledger-tpch: error: could not plan op `{name}`: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let base_live = memledger_alloc::heap().live_requested;
+    let session = open_window(name, &options.pool);
+    let start = Instant::now();
+    let outcome = prepared.runtime.block_on(drain(plan, &prepared.ctx));
+    let elapsed = start.elapsed();
+    let error = match &outcome {
+        Ok(rows) => {
+            println!("{name}: {rows} rows in {} ms", elapsed.as_millis());
+            None
+        }
+        Err(e) => {
+            eprintln!("memledger-tpch: op {name} failed: {e}");
+            Some(e.to_string())
+        }
+    };
+    match close_window(session, error.as_deref()) {
+        Ok(Some(report)) => print_op(op, &report, base_live),
+        Ok(None) => {}
+        Err(code) => return code,
+    }
+    if error.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn print_op(op: &Op, report: &Report, base_live: i64) {
+    match OpFigures::new(op, report, base_live) {
+        Ok(figures) => println!("{}", figures.line(op.name)),
+        Err(e) => eprintln!("memledger-tpch: {e}"),
+    }
+    println!("{}", render(&operator_view(report), 10));
+}
+
+/// Runs `plan` to the end, counting rows and dropping each batch.
+async fn drain(
+    plan: Arc<dyn ExecutionPlan>,
+    ctx: &SessionContext,
+) -> datafusion::common::Result<usize> {
+    let mut stream = execute_stream(plan, ctx.task_ctx())?;
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        rows += batch?.num_rows();
+    }
+    Ok(rows)
+}
+
+async fn plan_sql(
+    ctx: &SessionContext,
+    sql: &str,
+) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+    let plan = ctx.sql(sql).await?.create_physical_plan().await?;
+    if BARE {
+        Ok(plan)
+    } else {
+        instrument_plan(plan)
+    }
+}
+
+/// Opens the measured window: peaks reset, the session started. `None` in
+/// a bare build, which measures nothing itself.
+fn open_window(label: &str, pool: &str) -> Option<Session> {
+    if BARE {
+        return None;
+    }
+    memledger_alloc::reset_peak();
+    reset_peak_rss();
+    let mut session = Session::from_env();
+    session.set_label(label);
+    session.set_pool_kind(pool);
+    Some(session)
+}
+
+/// Closes the window: the report written where `MEMLEDGER_REPORT` says.
+fn close_window(session: Option<Session>, error: Option<&str>) -> Result<Option<Report>, ExitCode> {
+    let Some(mut session) = session else {
+        return Ok(None);
+    };
+    if let Some(error) = error {
+        session.set_error(error);
+    }
+    match session.finish() {
+        Ok(report) => Ok(Some(report)),
+        Err(e) => {
+            eprintln!("memledger-tpch: error: could not write the report: {e}");
+            Err(ExitCode::from(1))
+        }
     }
 }
 
@@ -177,26 +444,55 @@ fn inner_pool(kind: &str, limit: Option<String>) -> Option<Arc<dyn MemoryPool>> 
     })
 }
 
-/// The runtime and the session context with every table generated.
+/// Where the tables come from.
+#[derive(Debug, Clone)]
+enum Tables {
+    /// Generated in memory at this scale.
+    InMemory(f64),
+    /// Scanned from this Parquet data folder.
+    Parquet(PathBuf),
+}
+
+/// The runtime and the session context with its tables registered.
 struct Prepared {
     runtime: tokio::runtime::Runtime,
     ctx: SessionContext,
 }
 
-fn prepare(cli: &Cli, pool: Arc<dyn MemoryPool>) -> datafusion::common::Result<Prepared> {
+fn prepare(
+    options: &RunOptions,
+    pool: Arc<dyn MemoryPool>,
+    tables: &Tables,
+    names: &[&str],
+) -> datafusion::common::Result<Prepared> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cli.partitions)
+        .worker_threads(options.partitions)
         .enable_all()
         .build()?;
     let config = SessionConfig::new()
-        .with_target_partitions(cli.partitions)
-        .with_batch_size(cli.batch_size);
+        .with_target_partitions(options.partitions)
+        .with_batch_size(options.batch_size);
+    let pool: Arc<dyn MemoryPool> = if BARE {
+        pool
+    } else {
+        install_scope_tracer();
+        Arc::new(AuditedPool::new(pool))
+    };
     let env = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(AuditedPool::new(pool)))
+        .with_memory_pool(pool)
         .build_arc()?;
     let ctx = SessionContext::new_with_config_rt(config, env);
-    Scope::new("tpch-data")
-        .in_scope(|| tpch::register_tables(&ctx, cli.scale, cli.partitions, cli.batch_size))?;
+    match tables {
+        Tables::Parquet(dir) => {
+            runtime.block_on(parquet_data::register_tables(&ctx, dir))?;
+        }
+        Tables::InMemory(scale) => Scope::new("tpch-data").in_scope(|| {
+            names.iter().try_for_each(|name| {
+                let table = tpch::generate(name, *scale, options.partitions, options.batch_size)?;
+                ctx.register_table(*name, table).map(|_| ())
+            })
+        })?,
+    }
     Ok(Prepared { runtime, ctx })
 }
 
@@ -205,16 +501,6 @@ fn prepare(cli: &Cli, pool: Arc<dyn MemoryPool>) -> datafusion::common::Result<P
 /// includes table generation.
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-fn run(p: &Prepared, n: usize) -> datafusion::common::Result<usize> {
-    let sql = tpch::query(n).unwrap_or_default();
-    p.runtime.block_on(async {
-        let plan = p.ctx.sql(sql).await?.create_physical_plan().await?;
-        let plan = instrument_plan(plan)?;
-        let batches = collect(plan, p.ctx.task_ctx()).await?;
-        Ok(batches.iter().map(|b| b.num_rows()).sum())
-    })
 }
 
 fn view(file: &std::path::Path, top: usize) -> ExitCode {
