@@ -23,7 +23,8 @@
 //!   pool limit and writes the report, for `mem_profile run --suite tpch`.
 //! - [`ops`] holds one query per operator, each isolating it, for
 //!   `mem_profile run --suite datafusion-ops`.
-//! - [`operator_view`] ranks operators by untracked bytes at the heap peak.
+//! - [`operator_view`] ranks operators by untracked bytes at the heap peak;
+//!   with sampled stacks, [`operator_stacks`] names the code behind each.
 
 pub mod operators;
 pub mod ops;
@@ -33,7 +34,7 @@ pub mod scoped;
 pub mod spawn;
 pub mod tpch;
 
-pub use operators::{OperatorRow, operator_view, render};
+pub use operators::{OperatorRow, operator_stacks, operator_view, render};
 pub use pool::AuditedPool;
 pub use scoped::{ScopedExec, instrument_plan};
 pub use spawn::{ScopeTracer, install_scope_tracer};

@@ -37,7 +37,8 @@ use futures::StreamExt;
 use memledger_alloc::{MiMalloc, Scope};
 use memledger_datafusion::ops::{self, Op, OpFigures};
 use memledger_datafusion::{
-    AuditedPool, install_scope_tracer, instrument_plan, operator_view, parquet_data, render, tpch,
+    AuditedPool, install_scope_tracer, instrument_plan, operator_stacks, operator_view,
+    parquet_data, render, tpch,
 };
 use memledger_profiler::Session;
 use memledger_profiler::report::Report;
@@ -101,6 +102,11 @@ struct RunOptions {
     /// Rows per batch.
     #[arg(long, default_value_t = 8192)]
     batch_size: usize,
+    /// Sample allocation stacks, one per BYTES allocated on average
+    /// (default 524288), and name the top stacks of each operator; also
+    /// turned on by MEMLEDGER_SAMPLE_BYTES (as `mem_profile run --stacks` sets).
+    #[arg(long, value_name = "BYTES", num_args = 0..=1, require_equals = true, default_missing_value = "524288")]
+    stacks: Option<u64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -197,6 +203,12 @@ fn check(options: &RunOptions) -> Result<(Arc<dyn MemoryPool>, Tables), ExitCode
     if options.partitions == 0 || options.batch_size == 0 {
         return Err(usage("--partitions and --batch-size must be positive"));
     }
+    match options.stacks {
+        Some(0) => return Err(usage("--stacks must be a number of bytes above 0")),
+        Some(_) if BARE => return Err(usage("--stacks needs memledger, not bare mimalloc")),
+        Some(bytes) => memledger_alloc::stacks::start_sampling(bytes),
+        None => {}
+    }
     if let Some(scale) = options.scale
         && !(scale.is_finite() && scale > 0.0)
     {
@@ -270,7 +282,7 @@ fn run_query(cli: &Cli) -> ExitCode {
     match close_window(session, error.as_deref()) {
         Ok(Some(report)) => {
             println!("{}", memledger_profiler::summary(&report));
-            println!("{}", render(&operator_view(&report), cli.top));
+            print_operators(report, cli.top);
         }
         Ok(None) => {}
         Err(code) => return code,
@@ -357,7 +369,21 @@ fn print_op(op: &Op, report: &Report, base_live: i64) {
         Ok(figures) => println!("{}", figures.line(op.name)),
         Err(e) => eprintln!("memledger-tpch: {e}"),
     }
-    println!("{}", render(&operator_view(report), 10));
+    print_operators(report.clone(), 10);
+}
+
+/// The per-operator view, and each operator's top stacks when they were
+/// sampled (symbolized here if the report left that to its reader).
+fn print_operators(mut report: Report, top: usize) {
+    if let Some(stacks) = report.stacks.as_mut() {
+        memledger_profiler::stacks::symbolize(stacks);
+    }
+    let rows = operator_view(&report);
+    println!("{}", render(&rows, top));
+    let stacks = operator_stacks(&report, &rows, top, 5);
+    if !stacks.is_empty() {
+        println!("{stacks}");
+    }
 }
 
 /// Runs `plan` to the end, counting rows and dropping each batch.
@@ -513,7 +539,7 @@ fn view(file: &std::path::Path, top: usize) -> ExitCode {
     };
     // A single report, or a mem_profile run holding one report per query.
     if let Ok(report) = Report::from_json(&text) {
-        println!("{}", render(&operator_view(&report), top));
+        print_operators(report, top);
         return ExitCode::SUCCESS;
     }
     let run: serde_json::Value = match serde_json::from_str(&text) {
@@ -537,7 +563,10 @@ fn view(file: &std::path::Path, top: usize) -> ExitCode {
             continue;
         };
         match Report::from_json(&report.to_string()) {
-            Ok(report) => println!("### {id}\n\n{}", render(&operator_view(&report), top)),
+            Ok(report) => {
+                println!("### {id}\n");
+                print_operators(report, top);
+            }
             Err(e) => println!("### {id}\n\n({e})\n"),
         }
     }
