@@ -8,7 +8,7 @@
 #
 # Builds both binaries with `cargo build --release` (only this crate is
 # rebuilt between the two feature sets) and keeps them in $WORK (default: a
-# temporary folder). Data: --data DIR, else $WORK/tpch-sf<F>, generated once.
+# temporary folder; delete them there to rebuild). Data: --data DIR, else $WORK/tpch-sf<F>, generated once.
 set -euo pipefail
 
 scale=1
@@ -32,7 +32,8 @@ work="${WORK:-$(mktemp -d)}"
 mkdir -p "$work"
 target="${CARGO_TARGET_DIR:-$crate/target}"
 
-build() { # feature, output name
+build() { # feature, output name (kept in $WORK: a rerun reuses it)
+    [ -x "$work/$2" ] && return
     (cd "$crate" && cargo build --release --quiet --features "$1")
     cp "$target/release/memledger-tpch" "$work/$2"
 }
