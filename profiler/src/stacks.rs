@@ -170,15 +170,39 @@ impl StackReport {
             .iter()
             .map(|f| {
                 let file = f.file.as_deref().map(|p| p.rsplit('/').next().unwrap_or(p));
+                let function = without_generics(&f.function);
                 match (file, f.line) {
-                    (Some(file), Some(line)) => format!("{} ({file}:{line})", f.function),
-                    (Some(file), None) => format!("{} ({file})", f.function),
-                    _ => f.function.clone(),
+                    (Some(file), Some(line)) => format!("{function} ({file}:{line})"),
+                    (Some(file), None) => format!("{function} ({file})"),
+                    _ => function,
                 }
             })
             .collect::<Vec<_>>()
             .join(" ← ")
     }
+}
+
+/// A function name without its generic arguments (`take_native<i128, X>`
+/// reads `take_native`); a leading `<T as Trait>` stays.
+fn without_generics(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut depth = 0usize;
+    let mut previous = ' ';
+    for c in name.chars() {
+        if depth > 0 {
+            match c {
+                '<' => depth += 1,
+                '>' if previous != '-' => depth -= 1,
+                _ => {}
+            }
+        } else if c == '<' && (previous.is_alphanumeric() || previous == '_') {
+            depth = 1;
+        } else {
+            out.push(c);
+        }
+        previous = c;
+    }
+    out
 }
 
 /// Frames of the standard library (by its sources' paths, else by name),
@@ -682,6 +706,14 @@ mod tests {
         s.frames[2].file = Some("/src/app/sort.rs".into());
         s.frames[2].line = Some(42);
         assert_eq!(s.short(2), "buffer (sort.rs:42) ← sort::run");
+        for (name, short) in [
+            ("from_iter<i128, core::iter::Map<A, B>>", "from_iter"),
+            ("call_once<fn() -> i32>", "call_once"),
+            ("<u8 as Foo<T>>::to_vec", "<u8 as Foo>::to_vec"),
+            ("{closure#0}", "{closure#0}"),
+        ] {
+            assert_eq!(without_generics(name), short);
+        }
         let only_std = StackReport {
             frames: vec![frame("alloc::vec::Vec::push")],
             ..StackReport::default()
