@@ -198,7 +198,12 @@ fn run(args: RunArgs) -> Result<u8, String> {
             let report = ReportState::load(&report_path, args.max_report_size);
             remove_report(&report_path);
             let verdict = classify(&measurement, &report);
-            let report = report.report().cloned();
+            let mut report = report.report().cloned();
+            // The query has exited: its objects' debug info is read here,
+            // once per repeat.
+            if let Some(stacks) = report.as_mut().and_then(|r| r.stacks.as_mut()) {
+                memledger_profiler::stacks::symbolize(stacks);
+            }
             let record = RepeatRecord {
                 repeat: Repeat {
                     status: verdict.status,

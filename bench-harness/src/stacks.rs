@@ -24,7 +24,7 @@ use memledger_profiler::report::{StackReport, StacksReport};
 use memledger_profiler::stacks::Weight;
 use serde::{Deserialize, Serialize};
 
-use crate::files::write_atomic;
+use crate::files::{file_name_part, write_atomic};
 use crate::run::{QueryResult, Run};
 use crate::units::{format_mib_change, format_mib_signed};
 
@@ -52,20 +52,9 @@ pub struct StackFiles {
     pub live_flamegraph: Option<String>,
 }
 
-/// A query id as a file name: letters, digits, `-`, `_` and `.` kept,
-/// anything else `_`.
+/// A query id as a file name ([`file_name_part`]), never hidden nor empty.
 pub fn file_stem(id: &str) -> String {
-    let stem: String = id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    match stem.trim_start_matches('.') {
+    match file_name_part(id).trim_start_matches('.') {
         "" => "query".to_string(),
         s => s.to_string(),
     }
@@ -74,12 +63,9 @@ pub fn file_stem(id: &str) -> String {
 /// Writes the stack files of `query` (when its report has stacks) under
 /// `out`, and links them from it. An error leaves the query unlinked.
 pub fn attach(out: &Path, query: &mut QueryResult) -> Result<(), String> {
-    let Some(stacks) = query.report.as_mut().and_then(|r| r.stacks.as_mut()) else {
+    let Some(stacks) = query.report.as_ref().and_then(|r| r.stacks.as_ref()) else {
         return Ok(());
     };
-    // The query has exited: its objects' debug info is read here.
-    memledger_profiler::stacks::symbolize(stacks);
-    let stacks = &*stacks;
     let dir = out.join(STACKS_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let stem = file_stem(&query.id);
