@@ -28,6 +28,18 @@ impl Counts {
         }
     }
 
+    /// One allocation of `requested` (`usable`) bytes.
+    pub(crate) const fn alloc(requested: usize, usable: usize, allocations: u64) -> Counts {
+        Counts {
+            alloc_requested: requested as u64,
+            free_requested: 0,
+            alloc_usable: usable as u64,
+            free_usable: 0,
+            allocations,
+            deallocations: 0,
+        }
+    }
+
     /// Field-wise sum (wrapping: counters are cumulative and never near 2^64).
     pub(crate) fn plus(&self, o: &Counts) -> Counts {
         Counts {

@@ -38,7 +38,10 @@
 //!   inner allocator for more bytes, so no block changes size class. Small
 //!   blocks without slack (8, 16, 32, 64, 128 bytes and the like) carry no
 //!   tag: their frees are charged as in counting mode. Threads are always
-//!   charged where the free happens.
+//!   charged where the free happens. [`Scope::adopt`] (or [`recharge`])
+//!   moves a block of [`OWNER_SIDE_TABLE_ALWAYS`] bytes or more to another
+//!   scope, found by its address alone: data handed from one component to
+//!   another is then charged to the one that holds it.
 //!
 //! ## Cost
 //!
@@ -100,7 +103,9 @@ pub use cell::MAX_SCOPES;
 pub use inner::mimalloc_good_size;
 pub use inner::{Inner, Plain};
 pub use mode::{Attribution, Counting, Mode, Owner};
-pub use scope::{Instrumented, Scope, ScopeGuard, ScopeStats, overflowed_scope_names, scopes};
+pub use scope::{
+    Instrumented, Scope, ScopeGuard, ScopeStats, overflowed_scope_names, recharge, scopes,
+};
 pub use stats::{
     HeapStats, PreciseGuard, ThreadStats, attribution, exited_threads, flush_thread, heap,
     is_installed, peak_error_bytes, precise, reset_peak, this_thread, threads,

@@ -22,7 +22,8 @@ use std::task::{Context, Poll};
 
 use crate::cell::{self, MAX_SCOPES, cell};
 use crate::counts::Counts;
-use crate::thread;
+use crate::stacks::SAMPLED;
+use crate::{tag, thread};
 
 /// A named tag that allocations are charged to. Interned: the same name is the
 /// same scope. Cheap to copy.
@@ -160,6 +161,47 @@ impl Scope {
         ScopeStats::new(self, self.name(), &counts[0])
     }
 
+    /// Owner mode: charges the block that starts at `ptr` to this scope
+    /// from now on, as if this scope had allocated it. Its live bytes move
+    /// from the scope it belonged to into this one (raising this scope's
+    /// peak), and its free is charged here. Returns the usable bytes the
+    /// block holds, or `None` when memledger cannot find the block by its
+    /// address: counting mode, a block smaller than
+    /// [`OWNER_SIDE_TABLE_ALWAYS`](crate::OWNER_SIDE_TABLE_ALWAYS) (those
+    /// keep their tag where only the block's layout finds it), a pointer
+    /// into a block rather than to its start, or memory that did not come
+    /// from the global allocator. `ptr` is never dereferenced.
+    ///
+    /// This is how a data structure that passes from one component to
+    /// another (a batch of columns handed from one query operator to the
+    /// next) is charged to the component that holds it rather than the one
+    /// that built it. A move is not an allocation: it changes no count, no
+    /// per-thread figure and no process figure; each scope's totals count
+    /// it as bytes freed (the old scope) and allocated (this one).
+    ///
+    /// The figures are exact when the caller holds the block for the
+    /// duration of the call (so that it cannot be freed and its address
+    /// reused meanwhile); two threads moving one block at once both take
+    /// effect, in some order.
+    pub fn adopt(self, ptr: *const u8) -> Option<usize> {
+        self.adopt_from(ptr, |_| true)
+    }
+
+    /// [`adopt`](Self::adopt), only if the scope the block belongs to now
+    /// satisfies `from` (say, only from the scopes of one component's
+    /// parts, so that data shared with the rest of the program stays where
+    /// it is charged). Returns `None`, moving nothing, when it does not.
+    pub fn adopt_from(self, ptr: *const u8, from: impl Fn(Scope) -> bool) -> Option<usize> {
+        match tag::side_recharge(ptr, self.0, |owner| from(Scope(owner))) {
+            tag::Recharge::Unknown | tag::Recharge::Refused => None,
+            tag::Recharge::Already(usable) => Some(usable),
+            tag::Recharge::Moved(moved) => {
+                thread::move_live(moved.from & !SAMPLED, self.0, moved.requested, moved.usable);
+                Some(moved.usable)
+            }
+        }
+    }
+
     /// Sets this scope's peaks to its live values now.
     pub fn reset_peak(self) {
         thread::flush_current();
@@ -168,6 +210,12 @@ impl Scope {
             .live
             .reset_peaks(s.live_requested, s.live_usable);
     }
+}
+
+/// Owner mode: charges the block that starts at `ptr` to the current scope
+/// from now on; [`Scope::adopt`] on [`Scope::current`].
+pub fn recharge(ptr: *const u8) -> Option<usize> {
+    Scope::current().adopt(ptr)
 }
 
 /// Every scope that exists (including `unscoped` and `overflow`), by id,

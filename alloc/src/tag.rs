@@ -19,10 +19,15 @@
 //!
 //! So tagging never moves a block into a larger size class and the measured
 //! program's memory is what it would be without memledger, apart from the
-//! table (1 MiB of address space, touched a page at a time; 131 072 entries,
+//! table (2 MiB of address space, touched a page at a time; 131 072 entries,
 //! each block looked for in 32 consecutive ones).
+//!
+//! A side-table entry also keeps the block's sizes, so a block can be found
+//! from its address alone and [recharged](crate::recharge) to another scope.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::stacks::SAMPLED;
 
 /// Bytes of an owner tag in a block's slack.
 pub const OWNER_TAG_BYTES: usize = 4;
@@ -43,10 +48,36 @@ const PROBES: usize = 32;
 const SCOPE_BITS: u32 = 15;
 const SCOPE_MASK: u64 = (1 << SCOPE_BITS) - 1;
 
-/// Entries: `address >> 4` above the scope id; 0 is empty. Side-table
-/// blocks are at least 256 bytes long, so two live ones never share an
-/// `address >> 4`.
-static TABLE: [AtomicU64; TABLE_SLOTS] = [const { AtomicU64::new(0) }; TABLE_SLOTS];
+/// Bits of an entry's `sizes` word that hold the requested size; the slack
+/// (usable minus requested) is above them.
+const REQUESTED_BITS: u32 = 40;
+
+/// One side-table entry: `address >> 4` above the scope id (0 is empty),
+/// and the block's sizes (requested, and the slack above it; 0 when they do
+/// not fit). Side-table blocks are at least 256 bytes long, so two live ones
+/// never share an `address >> 4`.
+#[repr(C, align(16))]
+struct Entry {
+    key: AtomicU64,
+    sizes: AtomicU64,
+}
+
+static TABLE: [Entry; TABLE_SLOTS] = [const {
+    Entry {
+        key: AtomicU64::new(0),
+        sizes: AtomicU64::new(0),
+    }
+}; TABLE_SLOTS];
+
+/// The `sizes` word of a block, or 0 when they do not fit.
+fn pack_sizes(size: usize, usable: usize) -> u64 {
+    let (size, slack) = (size as u64, usable.saturating_sub(size) as u64);
+    if size >> REQUESTED_BITS == 0 && slack >> (64 - REQUESTED_BITS) == 0 {
+        slack << REQUESTED_BITS | size
+    } else {
+        0
+    }
+}
 
 #[derive(Clone, Copy)]
 enum Place {
@@ -76,17 +107,23 @@ fn first_index(key: u64) -> usize {
     (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - TABLE_BITS)) as usize
 }
 
-fn probe(key: u64) -> impl Iterator<Item = &'static AtomicU64> {
+fn probe(key: u64) -> impl Iterator<Item = &'static Entry> {
     let first = first_index(key);
     (0..PROBES).map(move |i| &TABLE[(first + i) % TABLE_SLOTS])
 }
 
 #[cold]
-fn side_insert(ptr: *mut u8, scope: u32) -> bool {
+fn side_insert(ptr: *mut u8, size: usize, usable: usize, scope: u32) -> bool {
     let k = key(ptr);
     let entry = (k << SCOPE_BITS) | (u64::from(scope) & SCOPE_MASK);
     for slot in probe(k) {
-        if slot.compare_exchange(0, entry, Relaxed, Relaxed).is_ok() {
+        if slot
+            .key
+            .compare_exchange(0, entry, Relaxed, Relaxed)
+            .is_ok()
+        {
+            // Read only by a holder of the block, which got it after this.
+            slot.sizes.store(pack_sizes(size, usable), Relaxed);
             return true;
         }
     }
@@ -109,14 +146,84 @@ pub fn side_table_overflows() -> u64 {
 fn side_take(ptr: *mut u8) -> Option<u32> {
     let k = key(ptr);
     for slot in probe(k) {
-        let entry = slot.load(Relaxed);
+        let entry = slot.key.load(Relaxed);
         if entry != 0 && entry >> SCOPE_BITS == k {
-            // Only the block's holder touches its entry once it is in.
-            slot.store(0, Relaxed);
+            // Once it is in, only holders of the block touch its entry, and
+            // a free comes after every other holder is done with it.
+            slot.key.store(0, Relaxed);
             return Some((entry & SCOPE_MASK) as u32);
         }
     }
     None
+}
+
+/// A block moved from one scope to another by [`side_recharge`].
+pub(crate) struct Moved {
+    /// The scope it belonged to (with the sampled bit as tagged).
+    pub(crate) from: u32,
+    pub(crate) requested: usize,
+    pub(crate) usable: usize,
+}
+
+/// What [`side_recharge`] found.
+pub(crate) enum Recharge {
+    /// The block is not in the side table (or its sizes are unknown).
+    Unknown,
+    /// The block already belongs to the scope; it holds `usable` bytes.
+    Already(usize),
+    /// The block belongs to a scope the caller did not accept.
+    Refused,
+    /// The block now belongs to the scope.
+    Moved(Moved),
+}
+
+/// Re-tags the side-table block at `ptr` with scope `to` (keeping its
+/// sampled bit), if `from` accepts the scope it belongs to now. Never
+/// dereferences `ptr`.
+///
+/// Exact while the caller holds the block, so that it cannot be freed (and
+/// its address reused) meanwhile; concurrent recharges of one block are
+/// each applied once, in some order.
+pub(crate) fn side_recharge(ptr: *const u8, to: u32, from: impl Fn(u32) -> bool) -> Recharge {
+    let k = key(ptr.cast_mut());
+    if k == 0 || ptr as usize % 16 != 0 {
+        return Recharge::Unknown;
+    }
+    for slot in probe(k) {
+        let mut entry = slot.key.load(Relaxed);
+        if entry == 0 || entry >> SCOPE_BITS != k {
+            continue;
+        }
+        let sizes = slot.sizes.load(Relaxed);
+        if sizes == 0 {
+            return Recharge::Unknown;
+        }
+        let requested = (sizes & ((1 << REQUESTED_BITS) - 1)) as usize;
+        let usable = requested + (sizes >> REQUESTED_BITS) as usize;
+        loop {
+            let owner = (entry & SCOPE_MASK) as u32;
+            if owner & !SAMPLED == to {
+                return Recharge::Already(usable);
+            }
+            if !from(owner & !SAMPLED) {
+                return Recharge::Refused;
+            }
+            let moved = (entry & !SCOPE_MASK) | u64::from((owner & SAMPLED) | to);
+            match slot.key.compare_exchange(entry, moved, Relaxed, Relaxed) {
+                Ok(_) => {
+                    return Recharge::Moved(Moved {
+                        from: owner,
+                        requested,
+                        usable,
+                    });
+                }
+                // Another holder recharged it meanwhile: go on from there.
+                Err(now) if now >> SCOPE_BITS == k => entry = now,
+                Err(_) => return Recharge::Unknown,
+            }
+        }
+    }
+    Recharge::Unknown
 }
 
 /// Tags the block `ptr` (`size` requested, `usable` usable bytes) with
@@ -134,7 +241,7 @@ pub(crate) unsafe fn write(ptr: *mut u8, size: usize, usable: usize, scope: u32)
             unsafe { ptr.add(at).cast::<u32>().write_unaligned(scope) };
             true
         }
-        Place::Side => side_insert(ptr, scope),
+        Place::Side => side_insert(ptr, size, usable, scope),
         Place::None => false,
     }
 }

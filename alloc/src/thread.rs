@@ -820,6 +820,18 @@ extern "C" fn fork_child() {
 // What the rest of the crate calls.
 // ---------------------------------------------------------------------------
 
+/// Moves a block's live bytes from scope `from` (an owner tag, which may be
+/// corrupt) to scope `to`: counted as freed in one cell and allocated in the
+/// other, with no operation counted and no thread or process figure touched.
+pub(crate) fn move_live(from: u32, to: u32, requested: usize, usable: usize) {
+    let (_, old) = cell_of_owner(from);
+    old.folded.add_shared(&Counts::free(requested, usable, 0));
+    old.live.publish(-(requested as i64), -(usable as i64));
+    let new = cell(to);
+    new.folded.add_shared(&Counts::alloc(requested, usable, 0));
+    new.live.publish(requested as i64, usable as i64);
+}
+
 /// The scope the calling thread is in.
 pub(crate) fn current_scope() -> u32 {
     LOCAL.with(|l| l.slot().scope.load(Relaxed))

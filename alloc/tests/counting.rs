@@ -358,3 +358,13 @@ fn the_usable_peak_is_within_one_flush_of_the_truth() {
         "usable peak {peak}, truth {truth}: one thread holds back at most one flush"
     );
 }
+
+#[test]
+fn counting_mode_adopts_nothing() {
+    let a = Scope::new("counting-adopt-A");
+    let b = Scope::new("counting-adopt-B");
+    let block = a.in_scope(|| black_box(vec![3u8; 100_000]));
+    assert_eq!(b.adopt(block.as_ptr()), None, "no tags, nothing to find");
+    assert_eq!(a.stats().live_requested, 100_000);
+    assert_eq!(b.stats().live_requested, 0);
+}

@@ -69,16 +69,10 @@ fn realloc_in_another_scope_moves_ownership_and_keeps_contents() {
         9000,
         "the grown block belongs to B"
     );
-    drop(v);
-    assert_eq!(
-        b.stats().live_requested,
-        0,
-        "freed from unscoped, charged to B"
-    );
-    assert_eq!(
-        Scope::UNSCOPED.stats().deallocations,
-        Scope::UNSCOPED.stats().deallocations
-    );
+    let c = Scope::new("owner-realloc-C");
+    c.in_scope(|| drop(v));
+    assert_eq!(b.stats().live_requested, 0, "freed from C, charged to B");
+    assert_eq!(c.stats().deallocations, 0, "C is not charged the free");
 }
 
 #[test]
@@ -243,4 +237,133 @@ fn large_blocks_are_charged_back_through_the_side_table() {
     assert_eq!(memledger_alloc::side_table_overflows(), 0);
     assert_eq!(a.stats().live_requested, 0, "every free charged back to A");
     assert_eq!(b.stats().deallocations, 0);
+}
+
+#[test]
+fn an_adopted_block_moves_its_live_bytes_and_its_free_to_the_new_scope() {
+    let a = Scope::new("adopt-A");
+    let b = Scope::new("adopt-B");
+    let c = Scope::new("adopt-C");
+    let block = a.in_scope(|| vec![7u8; 100_000]);
+    // SAFETY: a live block of the global allocator, which is mimalloc.
+    let usable = unsafe { libmimalloc_sys::mi_usable_size(block.as_ptr().cast()) };
+    let thread_before = this_thread();
+    let (a0, b0) = (a.stats(), b.stats());
+
+    assert_eq!(b.adopt(block.as_ptr()), Some(usable));
+    let (a1, b1) = (a.stats(), b.stats());
+    assert_eq!((a1.live_requested, a1.live_usable), (0, 0), "A let it go");
+    assert_eq!(
+        (b1.live_requested, b1.live_usable),
+        (100_000, usable as i64),
+        "B holds it"
+    );
+    assert!(b1.peak_requested >= 100_000, "B's peak rises with it");
+    assert_eq!(
+        (
+            a1.allocations,
+            a1.deallocations,
+            b1.allocations,
+            b1.deallocations
+        ),
+        (
+            a0.allocations,
+            a0.deallocations,
+            b0.allocations,
+            b0.deallocations
+        ),
+        "a move is no allocation"
+    );
+    let thread_after = this_thread();
+    assert_eq!(
+        (
+            thread_after.allocations,
+            thread_after.total_requested,
+            thread_after.live_requested
+        ),
+        (
+            thread_before.allocations,
+            thread_before.total_requested,
+            thread_before.live_requested
+        ),
+        "no thread figure moves"
+    );
+
+    // Adopting again changes nothing; a pointer into the block finds nothing.
+    assert_eq!(b.adopt(block.as_ptr()), Some(usable));
+    assert_eq!(b.stats().live_requested, 100_000);
+    assert_eq!(c.adopt(block[16..].as_ptr()), None);
+    assert_eq!(c.adopt(std::ptr::null()), None);
+
+    // The free, from a third scope on another thread, is charged to B.
+    std::thread::spawn(move || c.in_scope(|| drop(block)))
+        .join()
+        .unwrap();
+    let (a2, b2, c2) = (a.stats(), b.stats(), c.stats());
+    assert_eq!((a2.live_requested, b2.live_requested), (0, 0));
+    assert_eq!(b2.deallocations, b0.deallocations + 1, "B took the free");
+    assert_eq!(c2.deallocations, 0);
+
+    // A block is adopted from the scopes the caller accepts only.
+    let other = a.in_scope(|| vec![2u8; 50_000]);
+    assert_eq!(c.adopt_from(other.as_ptr(), |from| from == b), None);
+    assert_eq!(a.stats().live_requested, 50_000, "A keeps it");
+    assert!(c.adopt_from(other.as_ptr(), |from| from == a).is_some());
+    assert_eq!(
+        (a.stats().live_requested, c.stats().live_requested),
+        (0, 50_000)
+    );
+    drop(other);
+    assert_eq!(c.stats().live_requested, 0);
+
+    // Blocks below the side table's size keep their tag where only their
+    // layout finds it: not adoptable.
+    let small = a.in_scope(|| vec![1u8; 200]);
+    assert_eq!(b.adopt(small.as_ptr()), None);
+    assert_eq!(a.stats().live_requested, 200);
+}
+
+#[test]
+fn blocks_adopted_back_and_forth_by_many_threads_end_with_every_scope_even() {
+    const THREADS: usize = 8;
+    const BLOCKS: usize = 2_000;
+    let scopes: Vec<Scope> = (0..THREADS)
+        .map(|i| Scope::new(&format!("adopt-many-{i}")))
+        .collect();
+    let origin = Scope::new("adopt-many-origin");
+    // Arrow-like buffers shared by every thread.
+    let blocks: std::sync::Arc<Vec<Vec<u8>>> = std::sync::Arc::new(origin.in_scope(|| {
+        (0..BLOCKS)
+            .map(|i| vec![0u8; 1024 + 64 * (i % 50)])
+            .collect()
+    }));
+    let held: i64 = blocks.iter().map(|b| b.len() as i64).sum();
+    let total = |list: &[Scope]| -> i64 { list.iter().map(|s| s.stats().live_requested).sum() };
+    let before = total(&scopes) + origin.stats().live_requested;
+    std::thread::scope(|t| {
+        for (i, scope) in scopes.iter().enumerate() {
+            let blocks = &blocks;
+            t.spawn(move || {
+                for round in 0..20 {
+                    for (j, block) in blocks.iter().enumerate() {
+                        if (j + round + i) % 3 == 0 {
+                            assert!(scope.adopt(block.as_ptr()).is_some());
+                        }
+                    }
+                }
+            });
+        }
+    });
+    // Every block is in exactly one scope: the moves add up.
+    assert_eq!(total(&scopes) + origin.stats().live_requested, before);
+    assert!(origin.stats().live_requested < held, "blocks moved out");
+    drop(std::sync::Arc::into_inner(blocks).unwrap());
+    for s in scopes.iter().chain([&origin]) {
+        let st = s.stats();
+        assert!(
+            st.live_requested == 0 && st.live_usable == 0,
+            "{}: {st:?}",
+            st.name
+        );
+    }
 }

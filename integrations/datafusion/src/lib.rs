@@ -13,7 +13,10 @@
 //! - [`AuditedPool`] implements DataFusion's `MemoryPool` around any inner
 //!   DataFusion pool, forwarding every call unchanged.
 //! - [`instrument_plan`] wraps each node of a physical plan so its output
-//!   stream is polled inside a scope named after the operator and partition.
+//!   stream is polled inside a scope named after the operator and partition;
+//!   [`instrument_plan_with`] picks the [`View`]: bytes charged to the
+//!   operator that allocated them, or to the one that last received them in
+//!   a batch ([`adopt_batch`]).
 //! - [`install_scope_tracer`] makes every task DataFusion spawns
 //!   (RepartitionExec's input drivers, spill writers) run in the scope of the
 //!   operator that spawned it.
@@ -36,5 +39,5 @@ pub mod tpch;
 
 pub use operators::{OperatorRow, operator_stacks, operator_view, render};
 pub use pool::AuditedPool;
-pub use scoped::{ScopedExec, instrument_plan};
+pub use scoped::{ScopedExec, View, adopt_batch, instrument_plan, instrument_plan_with};
 pub use spawn::{ScopeTracer, install_scope_tracer};

@@ -35,9 +35,9 @@ use datafusion::physical_plan::{ExecutionPlan, collect, execute_stream};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use memledger_alloc::{MiMalloc, Scope};
-use memledger_datafusion::ops::{self, Op, OpFigures};
+use memledger_datafusion::ops::{self, OpFigures};
 use memledger_datafusion::{
-    AuditedPool, install_scope_tracer, instrument_plan, operator_stacks, operator_view,
+    AuditedPool, View, install_scope_tracer, instrument_plan_with, operator_stacks, operator_view,
     parquet_data, render, tpch,
 };
 use memledger_profiler::Session;
@@ -59,6 +59,9 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 /// Whether this build leaves memledger out (feature `bare-mimalloc`).
 const BARE: bool = cfg!(feature = "bare-mimalloc");
+
+/// Whether this build tags blocks with their owner (needed by the held view).
+const OWNER: bool = !cfg!(any(feature = "counting", feature = "bare-mimalloc"));
 
 /// The scale of in-memory tables when neither `--scale` nor `--data` is given.
 const DEFAULT_SCALE: f64 = 0.1;
@@ -107,6 +110,31 @@ struct RunOptions {
     /// turned on by MEMLEDGER_SAMPLE_BYTES (as `mem_profile run --stacks` sets).
     #[arg(long, value_name = "BYTES", num_args = 0..=1, require_equals = true, default_missing_value = "524288")]
     stacks: Option<u64>,
+    /// Which operator bytes are charged to in the per-operator view:
+    /// `allocated` (the one whose code allocated them), `held` (the one that
+    /// last received them in a batch: is a buffering operator's reservation
+    /// covering what it holds?), or `both` (allocated, then held in a fresh
+    /// process; the report is the allocated run's).
+    #[arg(long, value_enum, default_value_t = Views::Allocated)]
+    view: Views,
+}
+
+/// The views a run shows.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Views {
+    Allocated,
+    Held,
+    Both,
+}
+
+impl Views {
+    /// The view this process runs (`both` runs the held one in a child).
+    fn first(self) -> View {
+        match self {
+            Views::Allocated | Views::Both => View::Allocated,
+            Views::Held => View::Held,
+        }
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -203,6 +231,11 @@ fn check(options: &RunOptions) -> Result<(Arc<dyn MemoryPool>, Tables), ExitCode
     if options.partitions == 0 || options.batch_size == 0 {
         return Err(usage("--partitions and --batch-size must be positive"));
     }
+    if options.view != Views::Allocated && !OWNER {
+        return Err(usage(
+            "--view held needs owner mode (the default build, without `counting` or `bare-mimalloc`)",
+        ));
+    }
     match options.stacks {
         Some(0) => return Err(usage("--stacks must be a number of bytes above 0")),
         Some(_) if BARE => return Err(usage("--stacks needs memledger, not bare mimalloc")),
@@ -256,42 +289,32 @@ fn run_query(cli: &Cli) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let label = format!("q{n}");
+    let sql = tpch::query(n).unwrap_or_default();
+    let view = cli.options.view.first();
     // In-memory tables stay resident for the query, but generating them is
     // not the query: the measured window starts here.
-    let session = open_window(&format!("q{n}"), &cli.options.pool);
-    let sql = tpch::query(n).unwrap_or_default();
+    let session = open_window(&label, &cli.options.pool);
     let start = Instant::now();
     let outcome = prepared.runtime.block_on(async {
-        let plan = plan_sql(&prepared.ctx, sql).await?;
+        let plan = plan_sql(&prepared.ctx, sql, view).await?;
         let batches = collect(plan, prepared.ctx.task_ctx()).await?;
-        Ok::<_, datafusion::common::DataFusionError>(
-            batches.iter().map(|b| b.num_rows()).sum::<usize>(),
-        )
+        Ok(batches.iter().map(|b| b.num_rows()).sum::<usize>())
     });
-    let elapsed = start.elapsed();
-    let error = match &outcome {
-        Ok(rows) => {
-            println!("q{n}: {rows} rows in {} ms", elapsed.as_millis());
-            None
+    let mut failed = match ended(&label, session, outcome, start) {
+        Ok((report, failed)) => {
+            if let Some(report) = report {
+                println!("{}", memledger_profiler::summary(&report));
+                print_operators(report, cli.top, view, cli.options.view);
+            }
+            failed
         }
-        Err(e) => {
-            eprintln!("memledger-tpch: q{n} failed: {e}");
-            Some(e.to_string())
-        }
-    };
-    match close_window(session, error.as_deref()) {
-        Ok(Some(report)) => {
-            println!("{}", memledger_profiler::summary(&report));
-            print_operators(report, cli.top);
-        }
-        Ok(None) => {}
         Err(code) => return code,
+    };
+    if cli.options.view == Views::Both {
+        failed |= !held_in_child();
     }
-    if error.is_some() {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    exit_code(failed)
 }
 
 fn run_op(name: &str, options: &RunOptions) -> ExitCode {
@@ -321,14 +344,11 @@ fn run_op(name: &str, options: &RunOptions) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let view = options.view.first();
     // The plan is made before the window too: only execution is measured.
     let plan = prepared.runtime.block_on(async {
         let plan = op.plan(&prepared.ctx).await?;
-        if BARE {
-            Ok(plan)
-        } else {
-            instrument_plan(plan)
-        }
+        instrument(plan, view)
     });
     let plan = match plan {
         Ok(plan) => plan,
@@ -341,44 +361,110 @@ fn run_op(name: &str, options: &RunOptions) -> ExitCode {
     let session = open_window(name, &options.pool);
     let start = Instant::now();
     let outcome = prepared.runtime.block_on(drain(plan, &prepared.ctx));
+    let mut failed = match ended(name, session, outcome, start) {
+        Ok((report, failed)) => {
+            if let Some(report) = report {
+                let label = if options.view == Views::Allocated {
+                    op.name.to_string()
+                } else {
+                    format!("{} ({} view)", op.name, view.name())
+                };
+                match OpFigures::new(op, &report, base_live) {
+                    Ok(figures) => println!("{}", figures.line(&label)),
+                    Err(e) => eprintln!("memledger-tpch: {e}"),
+                }
+                print_operators(report, 10, view, options.view);
+            }
+            failed
+        }
+        Err(code) => return code,
+    };
+    if options.view == Views::Both {
+        failed |= !held_in_child();
+    }
+    exit_code(failed)
+}
+
+/// `--view both`, after the allocated view: the held view runs in a fresh
+/// process (the same arguments with `--view held`, no report written), so
+/// that nothing the first run left behind (caches, peaks, reservations not
+/// yet released) counts in it. Whether it succeeded.
+fn held_in_child() -> bool {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut given = std::env::args_os().skip(1);
+    while let Some(arg) = given.next() {
+        if arg == "--view" {
+            given.next();
+            args.push("--view=held".into());
+        } else if arg.to_str().is_some_and(|a| a.starts_with("--view=")) {
+            args.push("--view=held".into());
+        } else {
+            args.push(arg);
+        }
+    }
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    let status = std::env::current_exe().and_then(|exe| {
+        std::process::Command::new(exe)
+            .args(args)
+            .env_remove("MEMLEDGER_REPORT")
+            .status()
+    });
+    match status {
+        Ok(status) => status.success(),
+        Err(e) => {
+            eprintln!("memledger-tpch: error: could not run the held view: {e}");
+            false
+        }
+    }
+}
+
+/// After a measured run: its line on stdout (`q3: 11620 rows in 812 ms`) or
+/// its error on stderr, and the window closed with that error. Returns the
+/// report (none in a bare build) and whether the run failed.
+fn ended(
+    label: &str,
+    session: Option<Session>,
+    outcome: datafusion::common::Result<usize>,
+    start: Instant,
+) -> Result<(Option<Report>, bool), ExitCode> {
     let elapsed = start.elapsed();
     let error = match &outcome {
         Ok(rows) => {
-            println!("{name}: {rows} rows in {} ms", elapsed.as_millis());
+            println!("{label}: {rows} rows in {} ms", elapsed.as_millis());
             None
         }
         Err(e) => {
-            eprintln!("memledger-tpch: op {name} failed: {e}");
+            eprintln!("memledger-tpch: {label} failed: {e}");
             Some(e.to_string())
         }
     };
-    match close_window(session, error.as_deref()) {
-        Ok(Some(report)) => print_op(op, &report, base_live),
-        Ok(None) => {}
-        Err(code) => return code,
-    }
-    if error.is_some() {
+    let report = close_window(session, error.as_deref())?;
+    Ok((report, error.is_some()))
+}
+
+fn exit_code(failed: bool) -> ExitCode {
+    if failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
     }
 }
 
-fn print_op(op: &Op, report: &Report, base_live: i64) {
-    match OpFigures::new(op, report, base_live) {
-        Ok(figures) => println!("{}", figures.line(op.name)),
-        Err(e) => eprintln!("memledger-tpch: {e}"),
-    }
-    print_operators(report.clone(), 10);
-}
-
 /// The per-operator view, and each operator's top stacks when they were
-/// sampled (symbolized here if the report left that to its reader).
-fn print_operators(mut report: Report, top: usize) {
+/// sampled (symbolized here if the report left that to its reader). The
+/// view is named when a run shows more than the default one.
+fn print_operators(mut report: Report, top: usize, view: View, shown: Views) {
     if let Some(stacks) = report.stacks.as_mut() {
         memledger_profiler::stacks::symbolize(stacks);
     }
     let rows = operator_view(&report);
+    if !matches!(shown, Views::Allocated) {
+        println!(
+            "Per-operator view `{}`: {}.\n",
+            view.name(),
+            view.describe()
+        );
+    }
     println!("{}", render(&rows, top));
     let stacks = operator_stacks(&report, &rows, top, 5);
     if !stacks.is_empty() {
@@ -402,12 +488,21 @@ async fn drain(
 async fn plan_sql(
     ctx: &SessionContext,
     sql: &str,
+    view: View,
 ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
     let plan = ctx.sql(sql).await?.create_physical_plan().await?;
+    instrument(plan, view)
+}
+
+/// `plan` with operator scopes in `view` (unchanged in a bare build).
+fn instrument(
+    plan: Arc<dyn ExecutionPlan>,
+    view: View,
+) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
     if BARE {
         Ok(plan)
     } else {
-        instrument_plan(plan)
+        instrument_plan_with(plan, view)
     }
 }
 
@@ -539,7 +634,7 @@ fn view(file: &std::path::Path, top: usize) -> ExitCode {
     };
     // A single report, or a mem_profile run holding one report per query.
     if let Ok(report) = Report::from_json(&text) {
-        print_operators(report, top);
+        print_operators(report, top, View::Allocated, Views::Allocated);
         return ExitCode::SUCCESS;
     }
     let run: serde_json::Value = match serde_json::from_str(&text) {
@@ -565,7 +660,7 @@ fn view(file: &std::path::Path, top: usize) -> ExitCode {
         match Report::from_json(&report.to_string()) {
             Ok(report) => {
                 println!("### {id}\n");
-                print_operators(report, top);
+                print_operators(report, top, View::Allocated, Views::Allocated);
             }
             Err(e) => println!("### {id}\n\n({e})\n"),
         }
