@@ -5,19 +5,19 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use datafusion::arrow::array::{Array, ArrayData};
-use datafusion::execution::memory_pool::{MemoryPool, UnboundedMemoryPool};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::collect;
-use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::prelude::SessionContext;
 use memledger_alloc::{MiMalloc, Owner, Scope, Tracked};
 use memledger_datafusion::{
-    AuditedPool, OperatorRow, View, install_scope_tracer, instrument_plan_with, operator_view,
-    parquet_data, tpch,
+    OperatorRow, View, install_scope_tracer, instrument_plan_with, operator_view, parquet_data,
+    tpch,
 };
 use memledger_profiler::Session;
+
+mod common;
 
 #[global_allocator]
 static GLOBAL: Tracked<MiMalloc, Owner> = Tracked::new(MiMalloc);
@@ -37,20 +37,8 @@ struct Run {
 
 fn context(dir: &Path) -> (SessionContext, tokio::runtime::Runtime) {
     install_scope_tracer();
-    let pool = Arc::new(AuditedPool::new(Arc::new(UnboundedMemoryPool::default())));
-    let env = RuntimeEnvBuilder::new()
-        .with_memory_pool(pool as Arc<dyn MemoryPool>)
-        .build_arc()
-        .unwrap();
-    let config = SessionConfig::new()
-        .with_target_partitions(2)
-        .with_batch_size(4096);
-    let ctx = SessionContext::new_with_config_rt(config, env);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let (ctx, _) = common::audited_context(2, 4096);
+    let rt = common::runtime(2);
     rt.block_on(parquet_data::register_tables(&ctx, dir))
         .unwrap();
     (ctx, rt)
@@ -178,25 +166,13 @@ fn a_sort_of_all_lineitem_holds_its_input_in_the_held_view() {
 #[test]
 fn an_in_memory_table_keeps_its_batches_in_the_held_view() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let pool = Arc::new(AuditedPool::new(Arc::new(UnboundedMemoryPool::default())));
-    let env = RuntimeEnvBuilder::new()
-        .with_memory_pool(pool as Arc<dyn MemoryPool>)
-        .build_arc()
-        .unwrap();
-    let config = SessionConfig::new()
-        .with_target_partitions(2)
-        .with_batch_size(4096);
-    let ctx = SessionContext::new_with_config_rt(config, env);
+    let (ctx, _) = common::audited_context(2, 4096);
     let tables = Scope::new("held-test-tables");
     tables
         .in_scope(|| tpch::register_tables(&ctx, 0.01, 2, 4096))
         .unwrap();
     let before = tables.stats().live_requested;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime(2);
     let rows = rt.block_on(async {
         let plan = ctx.sql(SORT_ALL).await?.create_physical_plan().await?;
         // The sort buffers the table's own batches (no scan copy): while it

@@ -4,32 +4,19 @@
 
 use std::sync::Arc;
 
-use datafusion::execution::memory_pool::{MemoryPool, UnboundedMemoryPool};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::collect;
-use datafusion::prelude::{SessionConfig, SessionContext};
 use memledger_alloc::{MiMalloc, Tracked, scopes};
 use memledger_datafusion::{AuditedPool, instrument_plan, tpch};
+
+mod common;
 
 #[global_allocator]
 static GLOBAL: Tracked<MiMalloc> = Tracked::new(MiMalloc);
 
 fn run(sql: &str) -> (usize, Arc<AuditedPool>) {
-    let pool = Arc::new(AuditedPool::new(Arc::new(UnboundedMemoryPool::default())));
-    let env = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::clone(&pool) as Arc<dyn MemoryPool>)
-        .build_arc()
-        .unwrap();
-    let config = SessionConfig::new()
-        .with_target_partitions(2)
-        .with_batch_size(1024);
-    let ctx = SessionContext::new_with_config_rt(config, env);
+    let (ctx, pool) = common::audited_context(2, 1024);
     tpch::register_tables(&ctx, 0.01, 2, 1024).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = common::runtime(2);
     let rows = rt.block_on(async {
         let plan = ctx
             .sql(sql)

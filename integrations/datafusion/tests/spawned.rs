@@ -1,15 +1,12 @@
 //! Tasks DataFusion spawns run in the scope of the operator that spawned
 //! them once `install_scope_tracer` has been called.
 
-use std::sync::Arc;
-
 use datafusion::common::runtime::SpawnedTask;
-use datafusion::execution::memory_pool::{MemoryPool, UnboundedMemoryPool};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::physical_plan::collect;
-use datafusion::prelude::{SessionConfig, SessionContext};
 use memledger_alloc::{MiMalloc, Scope, Tracked, scopes};
-use memledger_datafusion::{AuditedPool, install_scope_tracer, instrument_plan, tpch};
+use memledger_datafusion::{install_scope_tracer, instrument_plan, tpch};
+
+mod common;
 
 #[global_allocator]
 static GLOBAL: Tracked<MiMalloc> = Tracked::new(MiMalloc);
@@ -17,11 +14,7 @@ static GLOBAL: Tracked<MiMalloc> = Tracked::new(MiMalloc);
 const MIB: u64 = 1 << 20;
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .unwrap()
+    common::runtime(4)
 }
 
 /// Allocates and frees `bytes` (kept from being optimised away).
@@ -67,15 +60,7 @@ fn spawned_futures_and_blocking_closures_run_in_the_spawning_scope() {
 
 /// Runs `sql` on TPC-H at scale 0.01 in 4 partitions, plan instrumented.
 fn run(rt: &tokio::runtime::Runtime, sql: &str) -> usize {
-    let pool = Arc::new(AuditedPool::new(Arc::new(UnboundedMemoryPool::default())));
-    let env = RuntimeEnvBuilder::new()
-        .with_memory_pool(pool as Arc<dyn MemoryPool>)
-        .build_arc()
-        .unwrap();
-    let config = SessionConfig::new()
-        .with_target_partitions(4)
-        .with_batch_size(1024);
-    let ctx = SessionContext::new_with_config_rt(config, env);
+    let (ctx, _) = common::audited_context(4, 1024);
     tpch::register_tables(&ctx, 0.01, 4, 1024).unwrap();
     rt.block_on(async {
         let plan = ctx
