@@ -22,7 +22,6 @@ use std::task::{Context, Poll};
 
 use crate::cell::{self, MAX_SCOPES, cell};
 use crate::counts::Counts;
-use crate::stacks::SAMPLED;
 use crate::{tag, thread};
 
 /// A named tag that allocations are charged to. Interned: the same name is the
@@ -193,10 +192,10 @@ impl Scope {
     /// it is charged). Returns `None`, moving nothing, when it does not.
     pub fn adopt_from(self, ptr: *const u8, from: impl Fn(Scope) -> bool) -> Option<usize> {
         match tag::side_recharge(ptr, self.0, |owner| from(Scope(owner))) {
-            tag::Recharge::Unknown | tag::Recharge::Refused => None,
+            tag::Recharge::Unknown => None,
             tag::Recharge::Already(usable) => Some(usable),
             tag::Recharge::Moved(moved) => {
-                thread::move_live(moved.from & !SAMPLED, self.0, moved.requested, moved.usable);
+                thread::move_live(moved.from, self.0, moved.requested, moved.usable);
                 Some(moved.usable)
             }
         }

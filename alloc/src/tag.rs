@@ -159,7 +159,7 @@ fn side_take(ptr: *mut u8) -> Option<u32> {
 
 /// A block moved from one scope to another by [`side_recharge`].
 pub(crate) struct Moved {
-    /// The scope it belonged to (with the sampled bit as tagged).
+    /// The scope it belonged to.
     pub(crate) from: u32,
     pub(crate) requested: usize,
     pub(crate) usable: usize,
@@ -167,12 +167,11 @@ pub(crate) struct Moved {
 
 /// What [`side_recharge`] found.
 pub(crate) enum Recharge {
-    /// The block is not in the side table (or its sizes are unknown).
+    /// Nothing moved: the block is not in the side table (or its sizes are
+    /// unknown), or it belongs to a scope the caller did not accept.
     Unknown,
     /// The block already belongs to the scope; it holds `usable` bytes.
     Already(usize),
-    /// The block belongs to a scope the caller did not accept.
-    Refused,
     /// The block now belongs to the scope.
     Moved(Moved),
 }
@@ -206,13 +205,13 @@ pub(crate) fn side_recharge(ptr: *const u8, to: u32, from: impl Fn(u32) -> bool)
                 return Recharge::Already(usable);
             }
             if !from(owner & !SAMPLED) {
-                return Recharge::Refused;
+                return Recharge::Unknown;
             }
             let moved = (entry & !SCOPE_MASK) | u64::from((owner & SAMPLED) | to);
             match slot.key.compare_exchange(entry, moved, Relaxed, Relaxed) {
                 Ok(_) => {
                     return Recharge::Moved(Moved {
-                        from: owner,
+                        from: owner & !SAMPLED,
                         requested,
                         usable,
                     });

@@ -92,18 +92,6 @@ impl View {
     }
 }
 
-impl std::str::FromStr for View {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<View, String> {
-        match s {
-            "allocated" => Ok(View::Allocated),
-            "held" => Ok(View::Held),
-            _ => Err(format!("unknown view `{s}` (allocated or held)")),
-        }
-    }
-}
-
 /// Wraps every node of `plan` in a [`ScopedExec`], in the
 /// [allocated](View::Allocated) view.
 pub fn instrument_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {

@@ -135,6 +135,12 @@ impl Views {
             Views::Held => View::Held,
         }
     }
+
+    /// The view this process runs, when output names it (whenever the
+    /// held view is asked for).
+    fn named(self) -> Option<View> {
+        (self != Views::Allocated).then(|| self.first())
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -305,7 +311,7 @@ fn run_query(cli: &Cli) -> ExitCode {
         Ok((report, failed)) => {
             if let Some(report) = report {
                 println!("{}", memledger_profiler::summary(&report));
-                print_operators(report, cli.top, view, cli.options.view);
+                print_operators(report, cli.top, cli.options.view.named());
             }
             failed
         }
@@ -364,16 +370,15 @@ fn run_op(name: &str, options: &RunOptions) -> ExitCode {
     let mut failed = match ended(name, session, outcome, start) {
         Ok((report, failed)) => {
             if let Some(report) = report {
-                let label = if options.view == Views::Allocated {
-                    op.name.to_string()
-                } else {
-                    format!("{} ({} view)", op.name, view.name())
+                let label = match options.view.named() {
+                    Some(view) => format!("{} ({} view)", op.name, view.name()),
+                    None => op.name.to_string(),
                 };
                 match OpFigures::new(op, &report, base_live) {
                     Ok(figures) => println!("{}", figures.line(&label)),
                     Err(e) => eprintln!("memledger-tpch: {e}"),
                 }
-                print_operators(report, 10, view, options.view);
+                print_operators(report, 10, options.view.named());
             }
             failed
         }
@@ -451,14 +456,14 @@ fn exit_code(failed: bool) -> ExitCode {
 }
 
 /// The per-operator view, and each operator's top stacks when they were
-/// sampled (symbolized here if the report left that to its reader). The
-/// view is named when a run shows more than the default one.
-fn print_operators(mut report: Report, top: usize, view: View, shown: Views) {
+/// sampled (symbolized here if the report left that to its reader), under
+/// the name of `view` when given.
+fn print_operators(mut report: Report, top: usize, view: Option<View>) {
     if let Some(stacks) = report.stacks.as_mut() {
         memledger_profiler::stacks::symbolize(stacks);
     }
     let rows = operator_view(&report);
-    if !matches!(shown, Views::Allocated) {
+    if let Some(view) = view {
         println!(
             "Per-operator view `{}`: {}.\n",
             view.name(),
@@ -634,7 +639,7 @@ fn view(file: &std::path::Path, top: usize) -> ExitCode {
     };
     // A single report, or a mem_profile run holding one report per query.
     if let Ok(report) = Report::from_json(&text) {
-        print_operators(report, top, View::Allocated, Views::Allocated);
+        print_operators(report, top, None);
         return ExitCode::SUCCESS;
     }
     let run: serde_json::Value = match serde_json::from_str(&text) {
@@ -660,7 +665,7 @@ fn view(file: &std::path::Path, top: usize) -> ExitCode {
         match Report::from_json(&report.to_string()) {
             Ok(report) => {
                 println!("### {id}\n");
-                print_operators(report, top, View::Allocated, Views::Allocated);
+                print_operators(report, top, None);
             }
             Err(e) => println!("### {id}\n\n({e})\n"),
         }
