@@ -8,18 +8,21 @@
 //!
 //! | inner | usable bytes | cost |
 //! |---|---|---|
-//! | [`MiMalloc`] (feature `mimalloc`) | mimalloc's size class of the request, from a table, for blocks up to 1 KiB aligned to at most 8 bytes; `mi_usable_size(ptr)` for all others | one load; one call for larger or over-aligned blocks |
+//! | [`MiMalloc`] (feature `mimalloc`) | mimalloc's size class of the request, from a table, for blocks up to 8 KiB aligned to at most 8 bytes; `mi_usable_size(ptr)` for all others | one load; one call for larger or over-aligned blocks |
 //! | [`System`] | `malloc_usable_size(ptr)` | one libc call |
 //! | [`Plain<A>`] | the requested size | none |
 //!
 //! For mimalloc the figure is what mimalloc really hands out (a test
 //! compares it with `mi_usable_size` for blocks of 1 B to 8 MiB at
 //! alignments 1 to 4096). To keep it so cheaply, `Tracked<MiMalloc>` sends
-//! blocks of up to 1 KiB aligned to at most 8 bytes to `mi_malloc` (which
-//! always serves them from their size class; the `MiMalloc` allocator's
-//! aligned entry point does the same except when the class's page is
-//! exhausted, when it over-allocates into the next class), and every other
-//! request to the same entry points as `MiMalloc` itself. A `realloc` that
+//! blocks of up to 8 KiB aligned to at most 8 bytes to `mi_malloc`, which
+//! always serves them from their size class, and every other request to the
+//! same entry points as `MiMalloc` itself. Those blocks are never larger
+//! than under bare `MiMalloc`, and sometimes one class smaller: its aligned
+//! entry point over-allocates when a small class's page is exhausted, and
+//! above 1 KiB for sizes within `align - 1` bytes of a class boundary
+//! (8 KiB at alignment 8 becomes 10 KiB) — mimalloc's own `realloc` serves
+//! those sizes from their class, as `mi_malloc` does. A `realloc` that
 //! shrinks a block into a smaller class of that range moves it (mimalloc
 //! would keep the larger block in place, which the new layout's class would
 //! no longer describe); growth in place is kept.
@@ -45,6 +48,16 @@ pub trait Inner: GlobalAlloc {
     unsafe fn usable_size(&self, ptr: *mut u8, layout: Layout) -> usize {
         let _ = ptr;
         layout.size()
+    }
+
+    /// The usable size of every block `self` returns for `layout`, when
+    /// the layout alone decides it (no call needed), else `None`. When it
+    /// is `Some`, [`usable_size`](Inner::usable_size) returns the same.
+    /// Such blocks take memledger's shortest path.
+    #[inline(always)]
+    fn class_size(&self, layout: Layout) -> Option<usize> {
+        let _ = layout;
+        None
     }
 
     /// Allocates like [`GlobalAlloc::alloc`]; an inner allocator may pick
@@ -127,7 +140,12 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Plain<A> {
     }
 }
 
-impl<A: GlobalAlloc> Inner for Plain<A> {}
+impl<A: GlobalAlloc> Inner for Plain<A> {
+    #[inline(always)]
+    fn class_size(&self, layout: Layout) -> Option<usize> {
+        Some(layout.size())
+    }
+}
 
 impl Inner for System {
     #[inline(always)]
@@ -199,12 +217,12 @@ mod mimalloc_classes {
 
     /// Blocks up to this size aligned to at most 8 bytes are allocated with
     /// `mi_malloc` and their usable size read from the class table.
-    const SMALL_MAX: usize = 1024;
+    const SMALL_MAX: usize = TABLE_MAX;
 
     /// Whether `layout` is served by `mi_malloc` from its size class.
     #[inline(always)]
     fn from_its_class(layout: Layout) -> bool {
-        layout.align() <= 8 && layout.size() <= SMALL_MAX
+        layout.size() <= SMALL_MAX && layout.align() <= 8
     }
 
     impl Inner for MiMalloc {
@@ -222,12 +240,22 @@ mod mimalloc_classes {
 
         #[inline(always)]
         unsafe fn usable_size(&self, ptr: *mut u8, layout: Layout) -> usize {
-            if from_its_class(layout) {
-                mimalloc_good_size(layout.size())
-            } else {
+            match self.class_size(layout) {
+                Some(usable) => usable,
                 // Large or over-aligned blocks: ask mimalloc.
                 // SAFETY: `ptr` is a live mimalloc block (caller's contract).
-                unsafe { libmimalloc_sys::mi_usable_size(ptr.cast()) }
+                None => unsafe { libmimalloc_sys::mi_usable_size(ptr.cast()) },
+            }
+        }
+
+        #[inline(always)]
+        fn class_size(&self, layout: Layout) -> Option<usize> {
+            if from_its_class(layout) {
+                // SAFETY: `from_its_class` holds only for sizes up to SMALL_MAX.
+                unsafe { std::hint::assert_unchecked(layout.size() <= SMALL_MAX) };
+                Some(mimalloc_good_size(layout.size()))
+            } else {
+                None
             }
         }
 

@@ -81,8 +81,7 @@
 //! - Allocations before `main`, in thread-local destructors, after a thread's
 //!   counters were folded into the `exited` row, and in a child after `fork`
 //!   are all counted.
-//! - Linux only (a compile error elsewhere); blocks of 16 TiB or more are
-//!   beyond the counters' range.
+//! - Linux only (a compile error elsewhere).
 
 mod cell;
 mod counts;

@@ -5,9 +5,10 @@
 //!   thread A: Local (const thread-local, no Drop)            readers (any thread)
 //!   ┌───────────────────────────────────────────┐  registry ┌─────────────────────────┐
 //!   │ current ─► slots[64]: one per scope in use │◄──(lock)──│ per thread: seq-checked │
-//!   │   hot: usable, packed (count, requested),  │           │ sum of its slots        │
-//!   │        limits        cold: folded, marks   │           │ per scope: cell + slots │
-//!   │ retired: counts of reused slots, frees     │           └─────────────────────────┘
+//!   │   hot: one packed word per direction       │           │ sum of its slots        │
+//!   │        (usable | count | requested), limit │           │ per scope: cell + slots │
+//!   │   wide: folded words, larger blocks; marks │           └─────────────────────────┘
+//!   │ retired: counts of reused slots, frees     │
 //!   │          charged to another scope's cell   │
 //!   └───────────────┬───────────────────────────┘
 //!                   │ cold: every FLUSH_BYTES of net change, on leaving a scope
@@ -17,16 +18,22 @@
 //!
 //! # The hot path's invariants
 //!
-//! [`on_alloc`], [`on_free`] and [`on_realloc`] run inside every allocation.
-//! They take no lock, allocate nothing, cannot panic, and write only to the
-//! calling thread's own current slot: single-writer atomics, a relaxed load
-//! and a plain store, never a locked read-modify-write. Each adds to the
-//! slot's counters and compares the usable-bytes counter it moved with one
-//! precomputed limit ([`arm`]); only past the limit does the `#[cold]`
-//! [`slow`] path run. A thread that is not registered yet, is registering,
-//! has torn down its counters or is in [`precise`](crate::precise) mode has
-//! its limits at 0, so each of its operations takes the cold path, which
-//! knows what to do.
+//! [`on_alloc_packed`], [`on_free_packed`] (counting mode, blocks whose
+//! usable size the layout decides: up to 8 KiB for mimalloc), [`on_alloc`],
+//! [`on_free`] and [`on_realloc`] run inside every allocation. They take
+//! no lock, allocate nothing, cannot panic, and write only to the calling
+//! thread's own current slot: single-writer atomics, a relaxed load and a
+//! plain store, never a locked read-modify-write. A block of at most
+//! [`PACKED_MAX`] usable bytes adds one increment — usable bytes, one
+//! operation and requested bytes, in fields of one word — to its
+//! direction's packed word, and compares the word with one precomputed
+//! limit ([`arm`]); larger blocks and reallocations add to the wide
+//! counters and take their usable bytes off the same limit. Only past the
+//! limit does the `#[cold]` [`slow`] path run, which folds the packed words
+//! into the wide counters before any field can overflow. A thread that is
+//! not registered yet, is registering, has torn down its counters or is in
+//! [`precise`](crate::precise) mode has its limits at 0, so each of its
+//! operations takes the cold path, which knows what to do.
 //!
 //! # Why reads are exact and consistent
 //!
@@ -78,16 +85,37 @@ const TORN_DOWN: u8 = 3;
 /// The mode byte of owner mode (see `Tracked::MODE`).
 const OWNER_MODE: u8 = 2;
 
-/// Packed words: operations counted in the top 20 bits, requested bytes
-/// below. The cold path folds them into wide counters at least once per
-/// `FLUSH_BYTES` of usable bytes (never less than requested), so neither
-/// field overflows for blocks under 16 TiB.
-const COUNT_SHIFT: u32 = 44;
-const BYTES_MASK: u64 = (1 << COUNT_SHIFT) - 1;
+/// Packed words: usable bytes in the top 24 bits, operations in the next
+/// 20, requested bytes in the low 20. Only operations of at most
+/// [`PACKED_MAX`] usable bytes (never fewer requested) go into them, and
+/// the cold path folds them into the wide counters before their usable
+/// field passes [`ROOM_MAX`] + [`PACKED_MAX`]; every operation adds at
+/// least one usable byte, so no field overflows into the next.
+const USABLE_SHIFT: u32 = 40;
+const COUNT_SHIFT: u32 = 20;
+const FIELD_MASK: u64 = (1 << COUNT_SHIFT) - 1;
+/// The low 40 bits of a packed word (operations and requested bytes).
+const LOW_MASK: u64 = (1 << USABLE_SHIFT) - 1;
 
+/// Operations of at most this many usable bytes are added to the packed
+/// word; larger ones to the wide counters.
+pub(crate) const PACKED_MAX: usize = 0xFFFF;
+
+/// The most usable bytes a packed word may take before the cold path runs.
+const ROOM_MAX: u64 = 1 << 18;
+
+/// The packed word's increment for one operation of `requested` bytes
+/// (`usable`, at most [`PACKED_MAX`]).
 #[inline(always)]
-fn pack(requested: usize) -> u64 {
-    (1 << COUNT_SHIFT) + requested as u64
+pub(crate) fn pack(requested: usize, usable: usize) -> u64 {
+    ((usable as u64) << USABLE_SHIFT) + (1 << COUNT_SHIFT) + requested as u64
+}
+
+/// The packed word's limit for `room` more usable bytes: an operation that
+/// takes its usable field past `room` takes the cold path.
+#[inline(always)]
+fn limit_for(room: u64) -> u64 {
+    (room.min(ROOM_MAX) << USABLE_SHIFT) | LOW_MASK
 }
 
 /// Adds `value` to a counter only this thread writes: a load and a store,
@@ -97,23 +125,85 @@ fn bump(counter: &AtomicU64, value: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(value), Relaxed);
 }
 
-/// One direction (allocations or frees) of a slot's hot counters.
+/// One direction (allocations or frees) of a slot's counters.
 struct Side {
-    /// An operation that takes `usable` past this may have taken the
-    /// unpublished net change past its bound: take the cold path.
-    limit: Cell<u64>,
-    /// Cumulative usable bytes.
-    usable: AtomicU64,
-    /// Operations and requested bytes since the last fold (see [`pack`]).
+    /// Hot: usable bytes, operations and requested bytes since the last
+    /// fold (see [`pack`]).
     packed: AtomicU64,
+    /// A packed word above this may have taken the unpublished net change
+    /// past its bound: take the cold path (see [`limit_for`]; 0 sends
+    /// every operation there).
+    limit: Cell<u64>,
+    /// Folded from the packed word, plus the operations too large for it.
+    usable: AtomicU64,
+    requested: AtomicU64,
+    operations: AtomicU64,
 }
 
 impl Side {
     const fn new() -> Self {
         Side {
+            packed: AtomicU64::new(0),
             limit: Cell::new(0),
             usable: AtomicU64::new(0),
-            packed: AtomicU64::new(0),
+            requested: AtomicU64::new(0),
+            operations: AtomicU64::new(0),
+        }
+    }
+
+    /// Cumulative (requested, operations, usable). Another thread must read
+    /// them inside [`Local::read`].
+    fn load(&self) -> (u64, u64, u64) {
+        let p = self.packed.load(Relaxed);
+        (
+            self.requested.load(Relaxed) + (p & FIELD_MASK),
+            self.operations.load(Relaxed) + ((p >> COUNT_SHIFT) & FIELD_MASK),
+            self.usable.load(Relaxed) + (p >> USABLE_SHIFT),
+        )
+    }
+
+    /// Cumulative usable bytes (the owner thread's own view).
+    fn usable_total(&self) -> u64 {
+        self.usable.load(Relaxed) + (self.packed.load(Relaxed) >> USABLE_SHIFT)
+    }
+
+    /// Moves the packed word into the wide counters (inside [`Local::write`]).
+    fn fold(&self) {
+        let p = self.packed.load(Relaxed);
+        if p == 0 {
+            return;
+        }
+        self.packed.store(0, Relaxed);
+        bump(&self.requested, p & FIELD_MASK);
+        bump(&self.operations, (p >> COUNT_SHIFT) & FIELD_MASK);
+        bump(&self.usable, p >> USABLE_SHIFT);
+    }
+
+    /// Adds an operation to the wide counters, which only this thread
+    /// writes: every field only grows, so no reader needs to retry.
+    /// Returns whether its usable bytes fit in the room the limit leaves
+    /// (and takes them off it); if not, the caller takes the cold path.
+    fn add_wide(&self, requested: usize, usable: usize, operations: u64) -> bool {
+        bump(&self.requested, requested as u64);
+        bump(&self.operations, operations);
+        bump(&self.usable, usable as u64);
+        let limit = self.limit.get();
+        let used = (self.packed.load(Relaxed) >> USABLE_SHIFT).saturating_add(usable as u64);
+        if used > limit >> USABLE_SHIFT {
+            return false;
+        }
+        self.limit.set(limit - ((usable as u64) << USABLE_SHIFT));
+        true
+    }
+
+    fn reset(&self) {
+        for counter in [
+            &self.packed,
+            &self.usable,
+            &self.requested,
+            &self.operations,
+        ] {
+            counter.store(0, Relaxed);
         }
     }
 }
@@ -126,18 +216,12 @@ struct Slot {
     free: Side,
     // Cold.
     scope: AtomicU32,
-    /// Folded from the packed words.
-    alloc_requested: AtomicU64,
-    free_requested: AtomicU64,
-    allocations: AtomicU64,
-    deallocations: AtomicU64,
     /// Net bytes published to the scope's cell and the globals.
     published_requested: Cell<i64>,
     published_usable: Cell<i64>,
-    /// `alloc_usable` and `free_usable` when last published: any operation
-    /// since moves one of them.
-    mark_alloc: Cell<u64>,
-    mark_free: Cell<u64>,
+    /// 1 when the wide counters took an operation since the slot last
+    /// published (any other operation leaves a packed word above 0).
+    touched: Cell<u64>,
 }
 
 impl Slot {
@@ -146,69 +230,48 @@ impl Slot {
             alloc: Side::new(),
             free: Side::new(),
             scope: AtomicU32::new(0),
-            alloc_requested: AtomicU64::new(0),
-            free_requested: AtomicU64::new(0),
-            allocations: AtomicU64::new(0),
-            deallocations: AtomicU64::new(0),
             published_requested: Cell::new(0),
             published_usable: Cell::new(0),
-            mark_alloc: Cell::new(0),
-            mark_free: Cell::new(0),
+            touched: Cell::new(0),
         }
     }
 
     /// The slot's cumulative counts. Another thread must read them inside
     /// [`Local::read`].
     fn counts(&self) -> Counts {
-        let ap = self.alloc.packed.load(Relaxed);
-        let fp = self.free.packed.load(Relaxed);
+        let (alloc_requested, allocations, alloc_usable) = self.alloc.load();
+        let (free_requested, deallocations, free_usable) = self.free.load();
         Counts {
-            alloc_requested: self.alloc_requested.load(Relaxed) + (ap & BYTES_MASK),
-            free_requested: self.free_requested.load(Relaxed) + (fp & BYTES_MASK),
-            alloc_usable: self.alloc.usable.load(Relaxed),
-            free_usable: self.free.usable.load(Relaxed),
-            allocations: self.allocations.load(Relaxed) + (ap >> COUNT_SHIFT),
-            deallocations: self.deallocations.load(Relaxed) + (fp >> COUNT_SHIFT),
+            alloc_requested,
+            free_requested,
+            alloc_usable,
+            free_usable,
+            allocations,
+            deallocations,
         }
     }
 
     /// Moves the packed words into the wide counters (inside [`Local::write`]).
     fn fold(&self) {
-        let ap = self.alloc.packed.swap(0, Relaxed);
-        let fp = self.free.packed.swap(0, Relaxed);
-        bump(&self.alloc_requested, ap & BYTES_MASK);
-        bump(&self.allocations, ap >> COUNT_SHIFT);
-        bump(&self.free_requested, fp & BYTES_MASK);
-        bump(&self.deallocations, fp >> COUNT_SHIFT);
+        self.alloc.fold();
+        self.free.fold();
     }
 
     /// Zeroes the counts and gives the slot to `scope` (inside [`Local::write`]).
     fn reset(&self, scope: u32) {
-        for counter in [
-            &self.alloc.usable,
-            &self.free.usable,
-            &self.alloc.packed,
-            &self.free.packed,
-            &self.alloc_requested,
-            &self.free_requested,
-            &self.allocations,
-            &self.deallocations,
-        ] {
-            counter.store(0, Relaxed);
-        }
+        self.alloc.reset();
+        self.free.reset();
         self.scope.store(scope, Relaxed);
         self.published_requested.set(0);
         self.published_usable.set(0);
-        self.mark_alloc.set(0);
-        self.mark_free.set(0);
+        self.touched.set(0);
     }
 
-    /// Whether an operation happened since the slot last published.
+    /// Whether an operation happened since the slot last published (or
+    /// the slot holds packed counts: publishing folds them).
     #[inline(always)]
     fn dirty(&self) -> bool {
-        (self.alloc.usable.load(Relaxed) ^ self.mark_alloc.get())
-            | (self.free.usable.load(Relaxed) ^ self.mark_free.get())
-            != 0
+        self.alloc.packed.load(Relaxed) | self.free.packed.load(Relaxed) | self.touched.get() != 0
     }
 
     /// Net change not yet published, requested and usable.
@@ -383,13 +446,57 @@ fn count_alloc(l: &Local, requested: usize, usable: usize, mode: u8) {
 /// the operation's block, else 0.
 #[inline(always)]
 fn count(l: &Local, side: &Side, requested: usize, usable: usize, mode: u8) -> u32 {
-    bump(&side.packed, pack(requested));
-    let total = side.usable.load(Relaxed).wrapping_add(usable as u64);
-    side.usable.store(total, Relaxed);
-    if total > side.limit.get() {
-        return slow(l, mode, requested, usable);
+    if usable > PACKED_MAX {
+        return count_wide(l, side, requested, usable, mode);
     }
-    0
+    if add_packed(side, pack(requested, usable)) {
+        return 0;
+    }
+    slow(l, mode, requested, usable)
+}
+
+/// Adds one operation's [`pack`]ed increment to a packed word; returns
+/// `false` when the cold path must run next.
+#[inline(always)]
+fn add_packed(side: &Side, increment: u64) -> bool {
+    let word = side.packed.load(Relaxed).wrapping_add(increment);
+    side.packed.store(word, Relaxed);
+    word <= side.limit.get()
+}
+
+/// The shortest path, for an allocation of at most [`PACKED_MAX`] usable
+/// bytes (and no more requested) in counting mode, given as its [`pack`]ed
+/// increment: one add to the current slot's packed word and one
+/// comparison. Returns `false` when [`after_packed`] must run next.
+#[inline(always)]
+pub(crate) fn on_alloc_packed(increment: u64) -> bool {
+    LOCAL.with(|l| add_packed(&l.slot().alloc, increment))
+}
+
+/// [`on_alloc_packed`] for a free.
+#[inline(always)]
+pub(crate) fn on_free_packed(increment: u64) -> bool {
+    LOCAL.with(|l| add_packed(&l.slot().free, increment))
+}
+
+/// The cold path after [`on_alloc_packed`] or [`on_free_packed`] returned
+/// `false` for the operation [`pack`]ed as `increment`.
+#[cold]
+#[inline(never)]
+pub(crate) fn after_packed(mode: u8, increment: u64) {
+    let requested = (increment & FIELD_MASK) as usize;
+    let usable = (increment >> USABLE_SHIFT) as usize;
+    LOCAL.with(|l| slow(l, mode, requested, usable));
+}
+
+/// [`count`] for an operation too large for the packed word.
+#[inline(never)]
+fn count_wide(l: &Local, side: &Side, requested: usize, usable: usize, mode: u8) -> u32 {
+    l.slot().touched.set(1);
+    if side.add_wide(requested, usable, 1) {
+        return 0;
+    }
+    slow(l, mode, requested, usable)
 }
 
 /// Counts a free charged to the current scope.
@@ -432,13 +539,11 @@ fn count_realloc(
 ) -> u32 {
     bump(&l.reallocations, 1);
     let s = l.slot();
-    bump(&s.alloc.packed, new as u64);
-    bump(&s.free.packed, old as u64);
-    let allocated = s.alloc.usable.load(Relaxed).wrapping_add(new_usable as u64);
-    s.alloc.usable.store(allocated, Relaxed);
-    let freed = s.free.usable.load(Relaxed).wrapping_add(old_usable as u64);
-    s.free.usable.store(freed, Relaxed);
-    if allocated > s.alloc.limit.get() || freed > s.free.limit.get() {
+    // Bytes without an operation: the wide counters take them.
+    s.touched.set(1);
+    let allocated = s.alloc.add_wide(new, new_usable, 0);
+    let freed = s.free.add_wide(old, old_usable, 0);
+    if !(allocated && freed) {
         return s.scope.load(Relaxed) | slow(l, mode, new, new_usable);
     }
     s.scope.load(Relaxed)
@@ -550,7 +655,6 @@ fn slow(l: &Local, mode: u8, requested: usize, usable: usize) -> u32 {
             } else {
                 None
             };
-            l.write(|| s.fold());
             arm(l, s);
             if let Some(taken) = taken
                 && mode == OWNER_MODE
@@ -560,8 +664,11 @@ fn slow(l: &Local, mode: u8, requested: usize, usable: usize) -> u32 {
             }
         }
         TORN_DOWN => retire_torn_down(l),
-        // Registering: the counts wait in the slot.
-        _ => {}
+        // Registering: the counts wait in the slot's wide counters.
+        _ => {
+            let s = l.slot();
+            l.write(|| s.fold());
+        }
     }
     0
 }
@@ -570,7 +677,7 @@ fn slow(l: &Local, mode: u8, requested: usize, usable: usize) -> u32 {
 /// countdown (see `arm`).
 fn sample_due(l: &Local, s: &Slot, requested: usize, usable: usize) -> Option<Taken> {
     let sampler = &l.sampler;
-    let now = s.alloc.usable.load(Relaxed);
+    let now = s.alloc.usable_total();
     let consumed = now.wrapping_sub(sampler.armed.get());
     if consumed <= sampler.left.get() {
         return None;
@@ -594,8 +701,7 @@ fn publish(l: &Local, s: &Slot) {
     let du = usable.wrapping_sub(s.published_usable.get());
     s.published_requested.set(requested);
     s.published_usable.set(usable);
-    s.mark_alloc.set(c.alloc_usable);
-    s.mark_free.set(c.free_usable);
+    s.touched.set(0);
     if dr != 0 || du != 0 {
         publish_to(cell(s.scope.load(Relaxed)), dr, du);
         let thread = l.published_requested.get().wrapping_add(dr);
@@ -619,6 +725,7 @@ fn publish(l: &Local, s: &Slot) {
 /// thread's countdown to its next sample, counted from the slot's
 /// allocated usable bytes now.
 fn arm(l: &Local, s: &Slot) {
+    l.write(|| s.fold());
     let current = ptr::eq(s, l.slot());
     if current {
         follow_sampling(l, s);
@@ -651,8 +758,16 @@ fn arm(l: &Local, s: &Slot) {
     if current && l.sampler.mean.get() != 0 {
         alloc_limit = alloc_limit.min(c.alloc_usable.saturating_add(l.sampler.left.get()));
     }
-    s.alloc.limit.set(alloc_limit);
-    s.free.limit.set(free_limit.wrapping_add(FLUSH_BYTES));
+    // The packed words are empty (folded above): the room is what is left
+    // below each limit.
+    s.alloc
+        .limit
+        .set(limit_for(alloc_limit.saturating_sub(c.alloc_usable)));
+    s.free.limit.set(limit_for(
+        free_limit
+            .wrapping_add(FLUSH_BYTES)
+            .saturating_sub(c.free_usable),
+    ));
 }
 
 /// Takes the bytes the current slot `s` allocated since the countdown was
@@ -662,7 +777,7 @@ fn follow_sampling(l: &Local, s: &Slot) {
     let was = sampler.mean.get();
     sampler.follow();
     if sampler.mean.get() != 0 {
-        let now = s.alloc.usable.load(Relaxed);
+        let now = s.alloc.usable_total();
         if was != 0 {
             let consumed = now.wrapping_sub(sampler.armed.get());
             sampler
@@ -840,25 +955,29 @@ pub(crate) fn current_scope() -> u32 {
 /// Makes `scope` current; returns the scope that was. Writes no shared
 /// memory unless the scope it leaves holds unpublished bytes or the slot of
 /// `scope` belongs to another scope.
-#[inline]
+#[inline(always)]
 pub(crate) fn switch_scope(scope: u32) -> u32 {
-    LOCAL.with(|l| {
-        let s = l.slot();
-        let previous = s.scope.load(Relaxed);
-        if s.dirty() {
-            leave(l, s);
-        }
-        let index = scope as usize % SLOTS;
-        if l.slots[index].scope.load(Relaxed) != scope {
-            claim(l, index, scope);
-        }
-        if l.sampler.mean.get() != 0 {
-            switch_sampling(l, index);
-        } else {
-            l.set_current(index);
-        }
-        previous
-    })
+    // A trivial closure, so that `with` is inlined into every caller (the
+    // thread-local's address is then one instruction away).
+    let l: *const Local = LOCAL.with(ptr::from_ref);
+    // SAFETY: the calling thread's own counters, in a thread-local without
+    // a destructor: valid for as long as the thread, used within this call.
+    let l = unsafe { &*l };
+    let s = l.slot();
+    let previous = s.scope.load(Relaxed);
+    if s.dirty() {
+        leave(l, s);
+    }
+    let index = scope as usize % SLOTS;
+    if l.slots[index].scope.load(Relaxed) != scope {
+        claim(l, index, scope);
+    }
+    if l.sampler.mean.get() != 0 {
+        switch_sampling(l, index);
+    } else {
+        l.set_current(index);
+    }
+    previous
 }
 
 /// While sampling: the countdown goes on from the slot it left, in the
@@ -872,22 +991,22 @@ fn switch_sampling(l: &Local, index: usize) {
     let consumed = l
         .slot()
         .alloc
-        .usable
-        .load(Relaxed)
+        .usable_total()
         .wrapping_sub(sampler.armed.get());
     sampler
         .left
         .set(sampler.left.get().saturating_sub(consumed));
     l.set_current(index);
     let s = l.slot();
-    let now = s.alloc.usable.load(Relaxed);
-    sampler.armed.set(now);
-    s.alloc.limit.set(
+    sampler.armed.set(s.alloc.usable_total());
+    // Counted from the usable bytes the packed word holds now.
+    let held = s.alloc.packed.load(Relaxed) >> USABLE_SHIFT;
+    let limit = s.alloc.limit.get();
+    if held.saturating_add(sampler.left.get()) < limit >> USABLE_SHIFT {
         s.alloc
             .limit
-            .get()
-            .min(now.saturating_add(sampler.left.get())),
-    );
+            .set(limit_for(held.saturating_add(sampler.left.get())));
+    }
 }
 
 /// Publishes every slot of the calling thread that holds unpublished bytes.

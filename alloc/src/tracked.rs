@@ -59,7 +59,7 @@ impl<A, M> Tracked<A, M> {
 impl<A: Inner, M: Mode> Tracked<A, M> {
     /// The mode as the byte the counters record.
     const MODE: u8 = match M::ATTRIBUTION {
-        Attribution::Counting => 1,
+        Attribution::Counting => COUNTING_MODE,
         Attribution::Owner => 2,
     };
     const OWNER: bool = matches!(M::ATTRIBUTION, Attribution::Owner);
@@ -83,14 +83,74 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
     }
 }
 
-// SAFETY: every method returns exactly what the inner allocator returned for
-// the caller's own request; owner tags live in bytes the inner allocator
-// handed out beyond the requested size, or outside the block.
-unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
+impl<A: Inner, M: Mode> Tracked<A, M> {
+    /// Counting mode, a block whose usable size the layout decides and the
+    /// packed counters take: its increment of them, else `None`.
     #[inline(always)]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: caller's contract passed on.
-        let ptr = unsafe { self.inner.alloc_tracked(layout) };
+    fn packed_size(&self, layout: Layout) -> Option<u64> {
+        match self.inner.class_size(layout) {
+            Some(usable) if !Self::OWNER && usable <= thread::PACKED_MAX => {
+                Some(thread::pack(layout.size(), usable))
+            }
+            _ => None,
+        }
+    }
+
+    /// The inner allocator's plain or zeroing entry point.
+    ///
+    /// # Safety
+    ///
+    /// As [`GlobalAlloc::alloc`].
+    #[inline(always)]
+    unsafe fn inner_alloc(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if zeroed {
+                self.inner.alloc_zeroed_tracked(layout)
+            } else {
+                self.inner.alloc_tracked(layout)
+            }
+        }
+    }
+
+    /// Allocates (zeroed or not) and counts the block: the packed counters'
+    /// short path when they take it, else the general one (out of line in
+    /// counting mode, so that the short path saves fewer registers).
+    ///
+    /// # Safety
+    ///
+    /// As [`GlobalAlloc::alloc`].
+    #[inline(always)]
+    unsafe fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        if let Some(increment) = self.packed_size(layout) {
+            // Only the increment stays live across the call.
+            let increment = opaque(increment);
+            // SAFETY: the caller's contract.
+            let ptr = unsafe { self.inner_alloc(layout, zeroed) };
+            if !ptr.is_null() && !thread::on_alloc_packed(increment) {
+                return after_packed_alloc(ptr, increment);
+            }
+            return ptr;
+        }
+        // SAFETY: the caller's contract.
+        unsafe {
+            if Self::OWNER {
+                self.alloc_counted(layout, zeroed)
+            } else {
+                self.alloc_counted_out_of_line(layout, zeroed)
+            }
+        }
+    }
+
+    /// The general path: allocates and counts the block.
+    ///
+    /// # Safety
+    ///
+    /// As [`GlobalAlloc::alloc`].
+    #[inline(always)]
+    unsafe fn alloc_counted(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        // SAFETY: the caller's contract.
+        let ptr = unsafe { self.inner_alloc(layout, zeroed) };
         if !ptr.is_null() {
             // SAFETY: `ptr` was just returned for `layout`.
             unsafe { self.count_new(ptr, layout) };
@@ -98,19 +158,35 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
         ptr
     }
 
-    #[inline(always)]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: caller's contract passed on.
-        let ptr = unsafe { self.inner.alloc_zeroed_tracked(layout) };
-        if !ptr.is_null() {
-            // SAFETY: `ptr` was just returned for `layout`.
-            unsafe { self.count_new(ptr, layout) };
-        }
-        ptr
+    /// [`alloc_counted`](Self::alloc_counted), not inlined.
+    ///
+    /// # Safety
+    ///
+    /// As [`GlobalAlloc::alloc`].
+    #[inline(never)]
+    unsafe fn alloc_counted_out_of_line(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        // SAFETY: the caller's contract.
+        unsafe { self.alloc_counted(layout, zeroed) }
     }
 
+    /// [`dealloc_counted`](Self::dealloc_counted), not inlined.
+    ///
+    /// # Safety
+    ///
+    /// As [`GlobalAlloc::dealloc`].
+    #[inline(never)]
+    unsafe fn dealloc_counted_out_of_line(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract.
+        unsafe { self.dealloc_counted(ptr, layout) }
+    }
+
+    /// The general `dealloc`.
+    ///
+    /// # Safety
+    ///
+    /// As [`GlobalAlloc::dealloc`].
     #[inline(always)]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+    unsafe fn dealloc_counted(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: `ptr` is live for `layout` until the inner dealloc below.
         let usable = unsafe { self.inner.usable_size(ptr, layout) };
         let owner = if Self::OWNER {
@@ -126,6 +202,56 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
         }
         // SAFETY: caller's contract passed on.
         unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    /// `dealloc` after [`thread::on_free_packed`] asked for the cold path.
+    ///
+    /// # Safety
+    ///
+    /// As [`GlobalAlloc::dealloc`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_after_packed(&self, ptr: *mut u8, layout: Layout, increment: u64) {
+        thread::after_packed(Self::MODE, increment);
+        // SAFETY: caller's contract passed on.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+}
+
+// SAFETY: every method returns exactly what the inner allocator returned for
+// the caller's own request; owner tags live in bytes the inner allocator
+// handed out beyond the requested size, or outside the block.
+unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
+    #[inline(always)]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: caller's contract passed on.
+        unsafe { self.alloc_with(layout, false) }
+    }
+
+    #[inline(always)]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: caller's contract passed on.
+        unsafe { self.alloc_with(layout, true) }
+    }
+
+    #[inline(always)]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if let Some(increment) = self.packed_size(layout) {
+            if !thread::on_free_packed(increment) {
+                // SAFETY: caller's contract passed on.
+                return unsafe { self.dealloc_after_packed(ptr, layout, increment) };
+            }
+            // SAFETY: caller's contract passed on.
+            return unsafe { self.inner.dealloc(ptr, layout) };
+        }
+        // SAFETY: caller's contract passed on.
+        unsafe {
+            if Self::OWNER {
+                self.dealloc_counted(ptr, layout)
+            } else {
+                self.dealloc_counted_out_of_line(ptr, layout)
+            }
+        }
     }
 
     #[inline(always)]
@@ -188,6 +314,35 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
         new_ptr
     }
 }
+
+/// The cold path after [`thread::on_alloc_packed`]; returns the block.
+#[cold]
+#[inline(never)]
+fn after_packed_alloc(ptr: *mut u8, increment: u64) -> *mut u8 {
+    thread::after_packed(COUNTING_MODE, increment);
+    ptr
+}
+
+/// `value`, computed here: the optimiser cannot move its computation past
+/// what follows (a call, after which one register is cheaper to keep than
+/// the inputs).
+#[inline(always)]
+fn opaque(value: u64) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut value = value;
+        // SAFETY: an empty instruction sequence; `value` is unchanged.
+        unsafe {
+            std::arch::asm!("/* {0} */", inout(reg) value, options(nomem, nostack, preserves_flags))
+        };
+        value
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    value
+}
+
+/// The mode byte of counting mode (see `Tracked::MODE`).
+const COUNTING_MODE: u8 = 1;
 
 /// Owner mode: tags a new block with `scope`, as returned by the counters.
 ///

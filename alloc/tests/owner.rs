@@ -135,7 +135,13 @@ fn tags_never_move_a_block_into_a_larger_size_class() {
             // SAFETY: a live block of the global allocator.
             let real = unsafe { libmimalloc_sys::mi_usable_size(ptr.cast()) };
             assert_eq!(counted, real, "{size} B at {align}: counted = real");
-            if size >= align {
+            if align <= 8 && size <= 8192 {
+                // Served by `mi_malloc` from the size's own class, which
+                // mimalloc's aligned entry point (bare `MiMalloc`) exceeds
+                // by one class for some sizes (8 KiB at 8: 10 KiB).
+                assert_eq!(real, mimalloc_good_size(size), "{size} B at {align}");
+                assert!(real <= bare_usable(layout), "{size} B at {align}");
+            } else if size >= align {
                 // (Smaller ones are over-allocated and offset by mimalloc,
                 // differently each time.)
                 assert_eq!(

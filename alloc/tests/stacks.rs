@@ -65,13 +65,26 @@ fn estimates_the_bytes_allocated_within_5_percent() {
     let error = estimate_requested as f64 / truth.total_requested as f64 - 1.0;
     assert!(error.abs() < 0.05, "requested {:+.1}%", error * 100.0);
     // One loop, one call site: the remembered stacks give the same frames
-    // as the unwinder, so the samples share one record.
-    assert_eq!(samples.len(), 1, "{samples:?}");
+    // as the unwinder, so the samples share one record for each of the
+    // allocator's two ways into the sampler (blocks its packed counters
+    // take, and larger ones), whose frames differ inside the allocator
+    // only.
+    assert!((1..=2).contains(&samples.len()), "{samples:?}");
+    let shortest = samples.iter().map(|s| s.frames.len()).min().unwrap();
+    let shared = (0..shortest)
+        .take_while(|&i| {
+            let outer = |s: &stacks::SampledStack| s.frames[s.frames.len() - 1 - i];
+            samples.iter().all(|s| outer(s) == outer(&samples[0]))
+        })
+        .count();
     assert!(
-        samples[0].live.is_none(),
+        shared >= 3 && samples.iter().all(|s| s.frames.len() - shared <= 12),
+        "{shared} outer frames shared: {samples:?}"
+    );
+    assert!(
+        samples.iter().all(|s| s.live.is_none()),
         "counting mode has no live figure"
     );
-    assert!(samples[0].frames.len() >= 3);
     // The unwinder walked few of the stacks: a thread recognizes the ones
     // it remembers.
     let taken: u64 = stacks::sampled_stacks().iter().map(|s| s.samples).sum();
