@@ -79,18 +79,23 @@ fn pack_sizes(size: usize, usable: usize) -> u64 {
     }
 }
 
+/// Where a block's tag lies.
 #[derive(Clone, Copy)]
-enum Place {
+pub(crate) enum Place {
+    /// At this offset in the block's slack.
     Trailer(usize),
+    /// In the side table.
     Side,
+    /// Nowhere: the block is untagged.
     None,
 }
 
+/// Where the tag of a block of `size` requested and `usable` bytes lies.
 #[inline(always)]
-fn place(size: usize, usable: usize) -> Place {
+pub(crate) fn place(size: usize, usable: usize) -> Place {
     if size >= OWNER_SIDE_TABLE_ALWAYS {
         Place::Side
-    } else if usable > size && usable - size >= OWNER_TAG_BYTES {
+    } else if usable >= size + OWNER_TAG_BYTES {
         Place::Trailer(usable - OWNER_TAG_BYTES)
     } else if size >= OWNER_SIDE_TABLE_MIN {
         Place::Side

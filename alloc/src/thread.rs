@@ -473,20 +473,39 @@ pub(crate) fn on_alloc_packed(increment: u64) -> bool {
     LOCAL.with(|l| add_packed(&l.slot().alloc, increment))
 }
 
+/// [`on_alloc_packed`] in owner mode: also returns the scope the block is
+/// charged to.
+#[inline(always)]
+pub(crate) fn on_alloc_packed_scoped(increment: u64) -> (u32, bool) {
+    LOCAL.with(|l| {
+        let s = l.slot();
+        (s.scope.load(Relaxed), add_packed(&s.alloc, increment))
+    })
+}
+
+/// The requested and usable bytes of a [`pack`]ed increment.
+#[inline(always)]
+pub(crate) fn unpack(increment: u64) -> (usize, usize) {
+    (
+        (increment & FIELD_MASK) as usize,
+        (increment >> USABLE_SHIFT) as usize,
+    )
+}
+
 /// [`on_alloc_packed`] for a free.
 #[inline(always)]
 pub(crate) fn on_free_packed(increment: u64) -> bool {
     LOCAL.with(|l| add_packed(&l.slot().free, increment))
 }
 
-/// The cold path after [`on_alloc_packed`] or [`on_free_packed`] returned
-/// `false` for the operation [`pack`]ed as `increment`.
+/// The cold path after [`on_alloc_packed`], [`on_alloc_packed_scoped`] or
+/// [`on_free_packed`] returned `false` for the operation [`pack`]ed as
+/// `increment`. Returns [`SAMPLED`] when owner mode sampled the block.
 #[cold]
 #[inline(never)]
-pub(crate) fn after_packed(mode: u8, increment: u64) {
-    let requested = (increment & FIELD_MASK) as usize;
-    let usable = (increment >> USABLE_SHIFT) as usize;
-    LOCAL.with(|l| slow(l, mode, requested, usable));
+pub(crate) fn after_packed(mode: u8, increment: u64) -> u32 {
+    let (requested, usable) = unpack(increment);
+    LOCAL.with(|l| slow(l, mode, requested, usable))
 }
 
 /// [`count`] for an operation too large for the packed word.
@@ -948,6 +967,7 @@ pub(crate) fn move_live(from: u32, to: u32, requested: usize, usable: usize) {
 }
 
 /// The scope the calling thread is in.
+#[inline(always)]
 pub(crate) fn current_scope() -> u32 {
     LOCAL.with(|l| l.slot().scope.load(Relaxed))
 }

@@ -1,13 +1,20 @@
 //! [`Tracked`]: the `GlobalAlloc` wrapper.
 //!
 //! Every method forwards the caller's request, unchanged, to the inner
-//! allocator's own method (so `realloc` keeps in-place growth, `alloc_zeroed`
-//! keeps lazily zeroed pages, and the program gets the blocks it would get
-//! without memledger), then, only if the inner allocator succeeded, counts
-//! the result on the calling thread (see the `thread` module for the hot
-//! path's invariants). A null from the inner allocator is returned unchanged
-//! and counts nothing, so `try_reserve` reports the failure and the figures
+//! allocator (through the entry points [`Inner`] picks: so `realloc` keeps
+//! in-place growth, `alloc_zeroed` keeps lazily zeroed pages, and the
+//! program gets blocks of the size classes it would get without memledger,
+//! never larger), then, only if the inner allocator succeeded, counts the
+//! result on the calling thread (see the `thread` module for the hot path's
+//! invariants). A null from the inner allocator is returned unchanged and
+//! counts nothing, so `try_reserve` reports the failure and the figures
 //! stay true.
+//!
+//! Blocks whose usable size the layout alone decides ([`Inner::class_size`]:
+//! for mimalloc, up to 8 KiB aligned to at most 8 bytes) take the short
+//! path: the increment of the packed counters is computed before the inner
+//! call, one add and one comparison after it, the cold work out of line.
+//! Every other block takes the general path, also out of line.
 //!
 //! In [`Owner`](crate::Owner) mode each block also carries the id of the
 //! scope that allocated it, in its size class's slack or in a side table
@@ -60,7 +67,7 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
     /// The mode as the byte the counters record.
     const MODE: u8 = match M::ATTRIBUTION {
         Attribution::Counting => COUNTING_MODE,
-        Attribution::Owner => 2,
+        Attribution::Owner => OWNER_MODE,
     };
     const OWNER: bool = matches!(M::ATTRIBUTION, Attribution::Owner);
 
@@ -84,12 +91,12 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
 }
 
 impl<A: Inner, M: Mode> Tracked<A, M> {
-    /// Counting mode, a block whose usable size the layout decides and the
-    /// packed counters take: its increment of them, else `None`.
+    /// A block whose usable size the layout decides and the packed counters
+    /// take: its increment of them, else `None`.
     #[inline(always)]
     fn packed_size(&self, layout: Layout) -> Option<u64> {
         match self.inner.class_size(layout) {
-            Some(usable) if !Self::OWNER && usable <= thread::PACKED_MAX => {
+            Some(usable) if usable <= thread::PACKED_MAX => {
                 Some(thread::pack(layout.size(), usable))
             }
             _ => None,
@@ -114,8 +121,8 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
     }
 
     /// Allocates (zeroed or not) and counts the block: the packed counters'
-    /// short path when they take it, else the general one (out of line in
-    /// counting mode, so that the short path saves fewer registers).
+    /// short path when they take it, else the general one (out of line, so
+    /// that the short path saves fewer registers).
     ///
     /// # Safety
     ///
@@ -127,19 +134,26 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
             let increment = opaque(increment);
             // SAFETY: the caller's contract.
             let ptr = unsafe { self.inner_alloc(layout, zeroed) };
-            if !ptr.is_null() && !thread::on_alloc_packed(increment) {
+            if ptr.is_null() {
+                return ptr;
+            }
+            if Self::OWNER {
+                let (scope, within) = thread::on_alloc_packed_scoped(increment);
+                if !within {
+                    // SAFETY: `ptr` is a fresh block of `layout`, ours.
+                    return unsafe { after_packed_alloc_owned(ptr, increment, scope) };
+                }
+                let (size, usable) = thread::unpack(increment);
+                // A slot's scope never carries the sampled bit.
+                // SAFETY: the block is live, `usable` bytes long and ours.
+                unsafe { tag::write(ptr, size, usable, scope) };
+            } else if !thread::on_alloc_packed(increment) {
                 return after_packed_alloc(ptr, increment);
             }
             return ptr;
         }
         // SAFETY: the caller's contract.
-        unsafe {
-            if Self::OWNER {
-                self.alloc_counted(layout, zeroed)
-            } else {
-                self.alloc_counted_out_of_line(layout, zeroed)
-            }
-        }
+        unsafe { self.alloc_counted_out_of_line(layout, zeroed) }
     }
 
     /// The general path: allocates and counts the block.
@@ -204,6 +218,43 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
         unsafe { self.inner.dealloc(ptr, layout) }
     }
 
+    /// Owner mode: `dealloc` of a block another scope owns (or sampled).
+    ///
+    /// # Safety
+    ///
+    /// As [`GlobalAlloc::dealloc`]; `usable` and `owner` are the block's.
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_foreign(&self, ptr: *mut u8, layout: Layout, usable: usize, owner: u32) {
+        thread::on_free_owned(ptr, layout.size(), usable, owner, Self::MODE);
+        // SAFETY: caller's contract passed on.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    /// Owner mode: `dealloc` of a block the packed counters take whose tag
+    /// is in the side table.
+    ///
+    /// # Safety
+    ///
+    /// As [`GlobalAlloc::dealloc`]; `increment` is the block's.
+    #[inline(never)]
+    unsafe fn dealloc_side(&self, ptr: *mut u8, layout: Layout, increment: u64) {
+        let (size, usable) = thread::unpack(increment);
+        // SAFETY: the block was tagged when it was counted, with these sizes.
+        match unsafe { tag::take(ptr, size, usable) } {
+            Some(owner) if owner != thread::current_scope() => {
+                thread::on_free_owned(ptr, size, usable, owner, Self::MODE);
+            }
+            _ => {
+                if !thread::on_free_packed(increment) {
+                    thread::after_packed(Self::MODE, increment);
+                }
+            }
+        }
+        // SAFETY: caller's contract passed on.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
     /// `dealloc` after [`thread::on_free_packed`] asked for the cold path.
     ///
     /// # Safety
@@ -237,6 +288,26 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
     #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(increment) = self.packed_size(layout) {
+            if Self::OWNER {
+                let (size, usable) = thread::unpack(increment);
+                match tag::place(size, usable) {
+                    tag::Place::Trailer(at) => {
+                        // SAFETY: the block was tagged when it was counted,
+                        // in its slack at `at`.
+                        let owner = unsafe { ptr.add(at).cast::<u32>().read_unaligned() };
+                        if owner != thread::current_scope() {
+                            // SAFETY: caller's contract passed on.
+                            return unsafe { self.dealloc_foreign(ptr, layout, usable, owner) };
+                        }
+                    }
+                    // SAFETY: caller's contract passed on.
+                    tag::Place::Side => {
+                        return unsafe { self.dealloc_side(ptr, layout, increment) };
+                    }
+                    // Untagged: charged where it is freed.
+                    tag::Place::None => {}
+                }
+            }
             if !thread::on_free_packed(increment) {
                 // SAFETY: caller's contract passed on.
                 return unsafe { self.dealloc_after_packed(ptr, layout, increment) };
@@ -245,13 +316,7 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
             return unsafe { self.inner.dealloc(ptr, layout) };
         }
         // SAFETY: caller's contract passed on.
-        unsafe {
-            if Self::OWNER {
-                self.dealloc_counted(ptr, layout)
-            } else {
-                self.dealloc_counted_out_of_line(ptr, layout)
-            }
-        }
+        unsafe { self.dealloc_counted_out_of_line(ptr, layout) }
     }
 
     #[inline(always)]
@@ -340,6 +405,25 @@ fn opaque(value: u64) -> u64 {
     #[cfg(not(target_arch = "x86_64"))]
     value
 }
+
+/// Owner mode: the cold path after [`thread::on_alloc_packed_scoped`];
+/// tags the block and returns it.
+///
+/// # Safety
+///
+/// `ptr` is a fresh block of the increment's sizes, ours.
+#[cold]
+#[inline(never)]
+unsafe fn after_packed_alloc_owned(ptr: *mut u8, increment: u64, scope: u32) -> *mut u8 {
+    let sampled = thread::after_packed(OWNER_MODE, increment);
+    let (size, usable) = thread::unpack(increment);
+    // SAFETY: the caller's contract.
+    unsafe { tag_new(ptr, size, usable, scope | sampled) };
+    ptr
+}
+
+/// The mode byte of owner mode (see `Tracked::MODE`).
+const OWNER_MODE: u8 = 2;
 
 /// The mode byte of counting mode (see `Tracked::MODE`).
 const COUNTING_MODE: u8 = 1;
