@@ -34,7 +34,14 @@ use std::alloc::{GlobalAlloc, Layout, System};
 ///
 /// Implemented for [`System`], for `MiMalloc` (feature `mimalloc`) and for any
 /// allocator wrapped in [`Plain`].
-pub trait Inner: GlobalAlloc {
+///
+/// # Safety
+///
+/// The sizes it reports decide where owner mode writes a block's tag (in
+/// the bytes between the requested and the usable size): a usable size
+/// must be at least the requested size and at most what the block really
+/// holds, and the same at the block's allocation and at its free.
+pub unsafe trait Inner: GlobalAlloc {
     /// The usable size of the live block `ptr`, allocated by `self` for `layout`.
     ///
     /// Called right after the block was allocated and right before it is freed
@@ -58,6 +65,21 @@ pub trait Inner: GlobalAlloc {
     fn class_size(&self, layout: Layout) -> Option<usize> {
         let _ = layout;
         None
+    }
+
+    /// [`class_size`](Inner::class_size) as memledger's packed counters
+    /// take it: `None` for usable sizes past their range. An implementation
+    /// may answer from a table of increments; it must agree with
+    /// `class_size`.
+    #[doc(hidden)]
+    #[inline(always)]
+    fn packed_increment(&self, layout: Layout) -> Option<u64> {
+        match self.class_size(layout) {
+            Some(usable) if usable <= crate::thread::PACKED_MAX => {
+                Some(crate::thread::pack(layout.size(), usable))
+            }
+            _ => None,
+        }
     }
 
     /// Allocates like [`GlobalAlloc::alloc`]; an inner allocator may pick
@@ -140,14 +162,17 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for Plain<A> {
     }
 }
 
-impl<A: GlobalAlloc> Inner for Plain<A> {
+// SAFETY: usable = requested, which the block holds.
+unsafe impl<A: GlobalAlloc> Inner for Plain<A> {
     #[inline(always)]
     fn class_size(&self, layout: Layout) -> Option<usize> {
         Some(layout.size())
     }
 }
 
-impl Inner for System {
+// SAFETY: `malloc_usable_size` is what the block holds, at least the
+// requested size, and does not change while the block lives.
+unsafe impl Inner for System {
     #[inline(always)]
     unsafe fn usable_size(&self, ptr: *mut u8, _layout: Layout) -> usize {
         // SAFETY: `ptr` is a live block from the system allocator (caller's contract).
@@ -174,8 +199,8 @@ mod mimalloc_classes {
     #[inline(always)]
     pub fn mimalloc_good_size(size: usize) -> usize {
         if size <= TABLE_MAX {
-            // One load from a 2 KiB table; no data-dependent branch.
-            CLASS_BY_WORDS[size.div_ceil(8)] as usize
+            // One load from a table; no data-dependent branch.
+            (INCREMENT_BY_WORDS[size.div_ceil(8)] >> crate::thread::USABLE_SHIFT) as usize
         } else if size <= FORMULA_MAX {
             class_of(size)
         } else {
@@ -184,16 +209,19 @@ mod mimalloc_classes {
         }
     }
 
-    /// Requests up to this size read their class from [`CLASS_BY_WORDS`]:
+    /// Requests up to this size read their class from [`INCREMENT_BY_WORDS`]:
     /// most allocations of most programs.
     const TABLE_MAX: usize = 8 * 1024;
 
-    /// mimalloc's class for every size in words up to [`TABLE_MAX`] bytes.
-    static CLASS_BY_WORDS: [u16; TABLE_MAX / 8 + 1] = {
-        let mut table = [0u16; TABLE_MAX / 8 + 1];
+    /// For every size in words up to [`TABLE_MAX`] bytes, mimalloc's class
+    /// as the packed counters' increment for one operation of 0 requested
+    /// bytes (the class in the usable field, one operation): adding the
+    /// requested size gives the whole increment.
+    static INCREMENT_BY_WORDS: [u64; TABLE_MAX / 8 + 1] = {
+        let mut table = [0u64; TABLE_MAX / 8 + 1];
         let mut words = 0;
         while words <= TABLE_MAX / 8 {
-            table[words] = class_of(if words == 0 { 1 } else { words * 8 }) as u16;
+            table[words] = crate::thread::pack(0, class_of(if words == 0 { 1 } else { words * 8 }));
             words += 1;
         }
         table
@@ -225,7 +253,9 @@ mod mimalloc_classes {
         layout.size() <= SMALL_MAX && layout.align() <= 8
     }
 
-    impl Inner for MiMalloc {
+    // SAFETY: mimalloc's own figure, or its size class (see the module's
+    // documentation and the tests against `mi_usable_size`).
+    unsafe impl Inner for MiMalloc {
         #[inline(always)]
         unsafe fn alloc_tracked(&self, layout: Layout) -> *mut u8 {
             // SAFETY: the caller's contract.
@@ -254,6 +284,19 @@ mod mimalloc_classes {
                 // SAFETY: `from_its_class` holds only for sizes up to SMALL_MAX.
                 unsafe { std::hint::assert_unchecked(layout.size() <= SMALL_MAX) };
                 Some(mimalloc_good_size(layout.size()))
+            } else {
+                None
+            }
+        }
+
+        #[inline(always)]
+        fn packed_increment(&self, layout: Layout) -> Option<u64> {
+            const { assert!(SMALL_MAX == TABLE_MAX && TABLE_MAX <= crate::thread::PACKED_MAX) };
+            if from_its_class(layout) {
+                let size = layout.size();
+                // SAFETY: `from_its_class` holds only for sizes up to SMALL_MAX.
+                unsafe { std::hint::assert_unchecked(size <= SMALL_MAX) };
+                Some(INCREMENT_BY_WORDS[size.div_ceil(8)] + size as u64)
             } else {
                 None
             }

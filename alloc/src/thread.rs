@@ -91,7 +91,7 @@ const OWNER_MODE: u8 = 2;
 /// the cold path folds them into the wide counters before their usable
 /// field passes [`ROOM_MAX`] + [`PACKED_MAX`]; every operation adds at
 /// least one usable byte, so no field overflows into the next.
-const USABLE_SHIFT: u32 = 40;
+pub(crate) const USABLE_SHIFT: u32 = 40;
 const COUNT_SHIFT: u32 = 20;
 const FIELD_MASK: u64 = (1 << COUNT_SHIFT) - 1;
 /// The low 40 bits of a packed word (operations and requested bytes).
@@ -107,7 +107,7 @@ const ROOM_MAX: u64 = 1 << 18;
 /// The packed word's increment for one operation of `requested` bytes
 /// (`usable`, at most [`PACKED_MAX`]).
 #[inline(always)]
-pub(crate) fn pack(requested: usize, usable: usize) -> u64 {
+pub(crate) const fn pack(requested: usize, usable: usize) -> u64 {
     ((usable as u64) << USABLE_SHIFT) + (1 << COUNT_SHIFT) + requested as u64
 }
 

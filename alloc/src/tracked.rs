@@ -95,12 +95,7 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
     /// take: its increment of them, else `None`.
     #[inline(always)]
     fn packed_size(&self, layout: Layout) -> Option<u64> {
-        match self.inner.class_size(layout) {
-            Some(usable) if usable <= thread::PACKED_MAX => {
-                Some(thread::pack(layout.size(), usable))
-            }
-            _ => None,
-        }
+        self.inner.packed_increment(layout)
     }
 
     /// The inner allocator's plain or zeroing entry point.

@@ -11,7 +11,10 @@ static GLOBAL: Tracked<MiMalloc> = Tracked::new(MiMalloc);
 #[test]
 fn every_allocation_sampled_on_many_threads() {
     // A mean of 1 byte: every allocation is due for a sample, including any
-    // the unwinder might make while capturing.
+    // the unwinder might make while capturing. (The countdown is drawn
+    // from an exponential of mean 1 byte, so it exceeds a block's 64 bytes
+    // with probability e^-64: each of these blocks is sampled. Blocks of 8
+    // bytes would miss one sample in about 3 000.)
     stacks::start_sampling(1);
     let scope = Scope::new("every");
     let handles: Vec<_> = (0..8)
@@ -19,7 +22,7 @@ fn every_allocation_sampled_on_many_threads() {
             std::thread::spawn(move || {
                 let _in = scope.enter();
                 for i in 0..2000 {
-                    let v = vec![t as u8; 1 + (i % 300)];
+                    let v = vec![t as u8; 64 + (i % 300)];
                     std::hint::black_box(&v);
                 }
             })
