@@ -20,9 +20,10 @@
 //! same entry points as `MiMalloc` itself. Those blocks are never larger
 //! than under bare `MiMalloc`, and sometimes one class smaller: its aligned
 //! entry point over-allocates when a small class's page is exhausted, and
-//! above 1 KiB for sizes within `align - 1` bytes of a class boundary
-//! (8 KiB at alignment 8 becomes 10 KiB) — mimalloc's own `realloc` serves
-//! those sizes from their class, as `mi_malloc` does. A `realloc` that
+//! above 1 KiB for sizes within `align - 1` bytes of a class boundary,
+//! except power-of-two classes up to 4 KiB (8 KiB at alignment 8 becomes
+//! 10 KiB) — mimalloc's own `realloc` serves those sizes from their class,
+//! as `mi_malloc` does. A `realloc` that
 //! shrinks a block into a smaller class of that range moves it (mimalloc
 //! would keep the larger block in place, which the new layout's class would
 //! no longer describe); growth in place is kept.
