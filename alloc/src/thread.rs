@@ -7,7 +7,7 @@
 //!   │ current ─► slots[64]: one per scope in use │◄──(lock)──│ per thread: seq-checked │
 //!   │   hot: one packed word per direction       │           │ sum of its slots        │
 //!   │        (usable | count | requested), limit │           │ per scope: cell + slots │
-//!   │   wide: folded words, larger blocks; marks │           └─────────────────────────┘
+//!   │   wide: folded words, larger blocks        │           └─────────────────────────┘
 //!   │ retired: counts of reused slots, frees     │
 //!   │          charged to another scope's cell   │
 //!   └───────────────┬───────────────────────────┘
@@ -18,12 +18,13 @@
 //!
 //! # The hot path's invariants
 //!
-//! [`on_alloc_packed`], [`on_free_packed`] (counting mode, blocks whose
-//! usable size the layout decides: up to 8 KiB for mimalloc), [`on_alloc`],
-//! [`on_free`] and [`on_realloc`] run inside every allocation. They take
-//! no lock, allocate nothing, cannot panic, and write only to the calling
-//! thread's own current slot: single-writer atomics, a relaxed load and a
-//! plain store, never a locked read-modify-write. A block of at most
+//! [`on_alloc_packed`], [`on_alloc_packed_scoped`], [`on_free_packed`]
+//! (blocks whose usable size the layout decides: up to 8 KiB for
+//! mimalloc), [`on_alloc`], [`on_free`] and [`on_realloc`] run inside
+//! every allocation. They take no lock, allocate nothing, cannot panic,
+//! and write only to the calling thread's own current slot: single-writer
+//! atomics, a relaxed load and a plain store, never a locked
+//! read-modify-write. A block of at most
 //! [`PACKED_MAX`] usable bytes adds one increment — usable bytes, one
 //! operation and requested bytes, in fields of one word — to its
 //! direction's packed word, and compares the word with one precomputed

@@ -91,13 +91,6 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
 }
 
 impl<A: Inner, M: Mode> Tracked<A, M> {
-    /// A block whose usable size the layout decides and the packed counters
-    /// take: its increment of them, else `None`.
-    #[inline(always)]
-    fn packed_size(&self, layout: Layout) -> Option<u64> {
-        self.inner.packed_increment(layout)
-    }
-
     /// The inner allocator's plain or zeroing entry point.
     ///
     /// # Safety
@@ -124,7 +117,7 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
     /// As [`GlobalAlloc::alloc`].
     #[inline(always)]
     unsafe fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
-        if let Some(increment) = self.packed_size(layout) {
+        if let Some(increment) = self.inner.packed_increment(layout) {
             // Only the increment stays live across the call.
             let increment = opaque(increment);
             // SAFETY: the caller's contract.
@@ -148,15 +141,15 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
             return ptr;
         }
         // SAFETY: the caller's contract.
-        unsafe { self.alloc_counted_out_of_line(layout, zeroed) }
+        unsafe { self.alloc_counted(layout, zeroed) }
     }
 
-    /// The general path: allocates and counts the block.
+    /// The general path, out of line: allocates and counts the block.
     ///
     /// # Safety
     ///
     /// As [`GlobalAlloc::alloc`].
-    #[inline(always)]
+    #[inline(never)]
     unsafe fn alloc_counted(&self, layout: Layout, zeroed: bool) -> *mut u8 {
         // SAFETY: the caller's contract.
         let ptr = unsafe { self.inner_alloc(layout, zeroed) };
@@ -167,34 +160,12 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
         ptr
     }
 
-    /// [`alloc_counted`](Self::alloc_counted), not inlined.
-    ///
-    /// # Safety
-    ///
-    /// As [`GlobalAlloc::alloc`].
-    #[inline(never)]
-    unsafe fn alloc_counted_out_of_line(&self, layout: Layout, zeroed: bool) -> *mut u8 {
-        // SAFETY: the caller's contract.
-        unsafe { self.alloc_counted(layout, zeroed) }
-    }
-
-    /// [`dealloc_counted`](Self::dealloc_counted), not inlined.
+    /// The general `dealloc`, out of line.
     ///
     /// # Safety
     ///
     /// As [`GlobalAlloc::dealloc`].
     #[inline(never)]
-    unsafe fn dealloc_counted_out_of_line(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract.
-        unsafe { self.dealloc_counted(ptr, layout) }
-    }
-
-    /// The general `dealloc`.
-    ///
-    /// # Safety
-    ///
-    /// As [`GlobalAlloc::dealloc`].
-    #[inline(always)]
     unsafe fn dealloc_counted(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: `ptr` is live for `layout` until the inner dealloc below.
         let usable = unsafe { self.inner.usable_size(ptr, layout) };
@@ -282,7 +253,7 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
 
     #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if let Some(increment) = self.packed_size(layout) {
+        if let Some(increment) = self.inner.packed_increment(layout) {
             if Self::OWNER {
                 let (size, usable) = thread::unpack(increment);
                 match tag::place(size, usable) {
@@ -311,7 +282,7 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
             return unsafe { self.inner.dealloc(ptr, layout) };
         }
         // SAFETY: caller's contract passed on.
-        unsafe { self.dealloc_counted_out_of_line(ptr, layout) }
+        unsafe { self.dealloc_counted(ptr, layout) }
     }
 
     #[inline(always)]

@@ -195,6 +195,16 @@ impl ScopedExec {
         &self.label
     }
 
+    /// This wrapper (label, view, plan) around another node.
+    fn around(&self, inner: Arc<dyn ExecutionPlan>) -> Arc<dyn ExecutionPlan> {
+        Arc::new(ScopedExec {
+            inner,
+            label: self.label.clone(),
+            view: self.view,
+            scopes: Arc::clone(&self.scopes),
+        })
+    }
+
     /// The view this wrapper charges bytes in.
     pub fn view(&self) -> View {
         self.view
@@ -258,12 +268,7 @@ impl ExecutionPlan for ScopedExec {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         #[allow(deprecated)]
         let inner = Arc::clone(&self.inner).with_new_children(children)?;
-        Ok(Arc::new(ScopedExec {
-            inner,
-            label: self.label.clone(),
-            view: self.view,
-            scopes: Arc::clone(&self.scopes),
-        }))
+        Ok(self.around(inner))
     }
 
     fn replace_children(
@@ -272,12 +277,7 @@ impl ExecutionPlan for ScopedExec {
         options: ReplaceChildrenOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let inner = Arc::clone(&self.inner).replace_children(children, options)?;
-        Ok(Arc::new(ScopedExec {
-            inner,
-            label: self.label.clone(),
-            view: self.view,
-            scopes: Arc::clone(&self.scopes),
-        }))
+        Ok(self.around(inner))
     }
 
     fn execute(
