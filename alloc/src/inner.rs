@@ -69,15 +69,20 @@ pub unsafe trait Inner: GlobalAlloc {
     }
 
     /// [`class_size`](Inner::class_size) as memledger's packed counters
-    /// take it: `None` for usable sizes past their range. An implementation
-    /// may answer from a table of increments; it must agree with
-    /// `class_size`.
+    /// take it: `None` for usable sizes past their range; with `owner`, the
+    /// owner tag's place is flagged in it. An implementation may answer from
+    /// a table of increments; it must agree with `class_size`.
     #[doc(hidden)]
     #[inline(always)]
-    fn packed_increment(&self, layout: Layout) -> Option<u64> {
+    fn packed_increment(&self, layout: Layout, owner: bool) -> Option<u64> {
         match self.class_size(layout) {
             Some(usable) if usable <= crate::thread::PACKED_MAX => {
-                Some(crate::thread::pack(layout.size(), usable))
+                let flags = if owner {
+                    crate::tag::packed_flags(layout.size(), usable)
+                } else {
+                    0
+                };
+                Some(crate::thread::pack(layout.size(), usable) | flags)
             }
             _ => None,
         }
@@ -218,15 +223,34 @@ mod mimalloc_classes {
     /// as the packed counters' increment for one operation of 0 requested
     /// bytes (the class in the usable field, one operation): adding the
     /// requested size gives the whole increment.
-    static INCREMENT_BY_WORDS: [u64; TABLE_MAX / 8 + 1] = {
+    static INCREMENT_BY_WORDS: [u64; TABLE_MAX / 8 + 1] = increments(false);
+
+    /// [`INCREMENT_BY_WORDS`] with the owner tag's place flagged in each
+    /// increment (the place is the same for every size of a word).
+    static OWNER_INCREMENT_BY_WORDS: [u64; TABLE_MAX / 8 + 1] = increments(true);
+
+    const fn increments(owner: bool) -> [u64; TABLE_MAX / 8 + 1] {
         let mut table = [0u64; TABLE_MAX / 8 + 1];
         let mut words = 0;
         while words <= TABLE_MAX / 8 {
-            table[words] = crate::thread::pack(0, class_of(if words == 0 { 1 } else { words * 8 }));
+            let largest = if words == 0 { 1 } else { words * 8 };
+            let class = class_of(largest);
+            table[words] = crate::thread::pack(0, class);
+            if owner {
+                let flags = crate::tag::packed_flags(largest, class);
+                // Every size of the word has the same class and place.
+                let mut size = largest.saturating_sub(7);
+                while size <= largest {
+                    assert!(size == 0 || class_of(size) == class);
+                    assert!(size == 0 || crate::tag::packed_flags(size, class) == flags);
+                    size += 1;
+                }
+                table[words] |= flags;
+            }
             words += 1;
         }
         table
-    };
+    }
 
     /// The size-class formula (`mi_bin` followed by the bin's block size),
     /// without a data-dependent branch: random sizes cost no mispredictions.
@@ -291,13 +315,18 @@ mod mimalloc_classes {
         }
 
         #[inline(always)]
-        fn packed_increment(&self, layout: Layout) -> Option<u64> {
+        fn packed_increment(&self, layout: Layout, owner: bool) -> Option<u64> {
             const { assert!(SMALL_MAX == TABLE_MAX && TABLE_MAX <= crate::thread::PACKED_MAX) };
             if from_its_class(layout) {
                 let size = layout.size();
                 // SAFETY: `from_its_class` holds only for sizes up to SMALL_MAX.
                 unsafe { std::hint::assert_unchecked(size <= SMALL_MAX) };
-                Some(INCREMENT_BY_WORDS[size.div_ceil(8)] + size as u64)
+                let table = if owner {
+                    &OWNER_INCREMENT_BY_WORDS
+                } else {
+                    &INCREMENT_BY_WORDS
+                };
+                Some(table[size.div_ceil(8)] + size as u64)
             } else {
                 None
             }
@@ -383,6 +412,49 @@ mod mimalloc_classes {
                 // SAFETY: pure function.
                 let expected = unsafe { libmimalloc_sys::mi_good_size(size) };
                 assert_eq!(mimalloc_good_size(size), expected, "size {size}");
+            }
+        }
+
+        #[test]
+        fn owner_increments_flag_each_size_and_count_like_counting_ones() {
+            use crate::tag::{PACKED_FLAGS, PACKED_SIDE, PACKED_TRAILER, packed_flags};
+            for size in 1..=TABLE_MAX {
+                for align in [1, 2, 4, 8] {
+                    let layout = Layout::from_size_align(size, align).unwrap();
+                    let plain = MiMalloc.packed_increment(layout, false).unwrap();
+                    let flagged = MiMalloc.packed_increment(layout, true).unwrap();
+                    // SAFETY: pure function.
+                    let class = unsafe { libmimalloc_sys::mi_good_size(size) };
+                    assert_eq!(plain, crate::thread::pack(size, class), "{size} B");
+                    assert_eq!(flagged & !PACKED_FLAGS, plain, "{size} B");
+                    assert_eq!(
+                        flagged & PACKED_FLAGS,
+                        packed_flags(size, class),
+                        "{size} B"
+                    );
+                }
+            }
+            let flags = |size| {
+                MiMalloc
+                    .packed_increment(Layout::from_size_align(size, 8).unwrap(), true)
+                    .unwrap()
+                    & PACKED_FLAGS
+            };
+            // (size, class): (52, 64), (60, 64), (64, 64), (72, 80), 248 to
+            // 256 in 256, 1016 to 1024 in 1024, (1100, 1280).
+            for (size, expected) in [
+                (52, PACKED_TRAILER),
+                (60, 0),
+                (64, 0),
+                (72, PACKED_TRAILER),
+                (248, PACKED_TRAILER),
+                (249, PACKED_SIDE),
+                (256, PACKED_SIDE),
+                (1016, PACKED_TRAILER),
+                (1020, PACKED_SIDE),
+                (1100, PACKED_SIDE),
+            ] {
+                assert_eq!(flags(size), expected, "{size} B");
             }
         }
 

@@ -32,12 +32,13 @@
 //!   free it. No per-block bytes; the cheapest mode, for CI.
 //! - [`Owner`]: a free is charged back to the scope that allocated the block,
 //!   from any thread, through a tag per block kept in its size class's slack
-//!   or, for large blocks ([`OWNER_SIDE_TABLE_ALWAYS`]) and blocks of
-//!   [`OWNER_SIDE_TABLE_MIN`] bytes and more without slack, in a side table;
-//!   for per-operator diagnosis. Tagging never asks the
+//!   or, for large blocks ([`OWNER_SIDE_TABLE_ALWAYS`]) and blocks without
+//!   slack of about [`OWNER_SIDE_TABLE_MIN`] bytes and more, in a side
+//!   table; for per-operator diagnosis. Tagging never asks the
 //!   inner allocator for more bytes, so no block changes size class. Small
-//!   blocks without slack (8, 16, 32, 64, 128 bytes and the like) carry no
-//!   tag: their frees are charged as in counting mode. Threads are always
+//!   blocks without slack (8, 16, 32, 64, 128 bytes and the like, and sizes
+//!   within a word of them) carry no tag: their frees are charged as in
+//!   counting mode. Threads are always
 //!   charged where the free happens. [`Scope::adopt`] (or [`recharge`])
 //!   moves a block of [`OWNER_SIDE_TABLE_ALWAYS`] bytes or more to another
 //!   scope, found by its address alone: data handed from one component to

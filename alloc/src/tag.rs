@@ -4,18 +4,24 @@
 //! The place is a function of the block's requested and usable size alone,
 //! so `dealloc` and `realloc` find it again:
 //!
+//! Sizes are taken rounded up to a whole word (8 bytes), so that the place
+//! is the same for every size of a word and the hot path reads it from the
+//! same table entry as the block's size class:
+//!
 //! - **side table**: blocks of [`OWNER_SIDE_TABLE_ALWAYS`] bytes or more, and
-//!   blocks of [`OWNER_SIDE_TABLE_MIN`] bytes or more with no slack
-//!   (power-of-two buffers, Arrow's 64-byte-rounded ones), are entered in a
-//!   fixed, lock-free hash table keyed by address: a trailer at the far end
-//!   of a large block would cost a cache miss on each allocation and free;
-//! - **trailer**: other blocks whose size class leaves at least
-//!   [`OWNER_TAG_BYTES`] of slack past the requested bytes keep the id in
-//!   their last four usable bytes, which the program never sees;
-//! - **none**: smaller blocks with no slack (8, 16, 32, 48, 64, 128 bytes…)
-//!   carry no tag, and neither does a large block when its probe window in
-//!   the table is full; their frees are charged as in counting mode, to the
-//!   scope that frees them.
+//!   blocks without slack whose rounded size is [`OWNER_SIDE_TABLE_MIN`]
+//!   bytes or more (power-of-two buffers, Arrow's 64-byte-rounded ones), are
+//!   entered in a fixed, lock-free hash table keyed by address: a trailer at
+//!   the far end of a large block would cost a cache miss on each
+//!   allocation and free;
+//! - **trailer**: other blocks whose usable size is at least
+//!   [`OWNER_TAG_BYTES`] past their rounded size keep the id in their last
+//!   four usable bytes, which the program never sees;
+//! - **none**: smaller blocks with no slack (8, 16, 32, 48, 64, 128 bytes…,
+//!   and sizes within a word of such a class, as 60 bytes in 64) carry no
+//!   tag, and neither does a large block when its probe window in the table
+//!   is full; their frees are charged as in counting mode, to the scope that
+//!   frees them.
 //!
 //! So tagging never moves a block into a larger size class and the measured
 //! program's memory is what it would be without memledger, apart from the
@@ -32,8 +38,9 @@ use crate::stacks::SAMPLED;
 /// Bytes of an owner tag in a block's slack.
 pub const OWNER_TAG_BYTES: usize = 4;
 
-/// Blocks without slack for a trailer are tagged in the side table from this
-/// many bytes up; smaller ones go untagged.
+/// Blocks without slack for a trailer are tagged in the side table when
+/// their size rounded up to a word is this many bytes or more (from 249
+/// bytes); smaller ones go untagged.
 pub const OWNER_SIDE_TABLE_MIN: usize = 256;
 
 /// Blocks of this many bytes or more are always tagged in the side table.
@@ -54,7 +61,7 @@ const REQUESTED_BITS: u32 = 40;
 
 /// One side-table entry: `address >> 4` above the scope id (0 is empty),
 /// and the block's sizes (requested, and the slack above it; 0 when they do
-/// not fit). Side-table blocks are at least 256 bytes long, so two live ones
+/// not fit). Side-table blocks are at least 249 bytes long, so two live ones
 /// never share an `address >> 4`.
 #[repr(C, align(16))]
 struct Entry {
@@ -81,7 +88,7 @@ fn pack_sizes(size: usize, usable: usize) -> u64 {
 
 /// Where a block's tag lies.
 #[derive(Clone, Copy)]
-pub(crate) enum Place {
+enum Place {
     /// At this offset in the block's slack.
     Trailer(usize),
     /// In the side table.
@@ -92,15 +99,40 @@ pub(crate) enum Place {
 
 /// Where the tag of a block of `size` requested and `usable` bytes lies.
 #[inline(always)]
-pub(crate) fn place(size: usize, usable: usize) -> Place {
+const fn place(size: usize, usable: usize) -> Place {
+    // Rounded to the word, saturating (no block is that large).
+    let rounded = match size.checked_next_multiple_of(8) {
+        Some(rounded) => rounded,
+        None => usize::MAX,
+    };
     if size >= OWNER_SIDE_TABLE_ALWAYS {
         Place::Side
-    } else if usable >= size + OWNER_TAG_BYTES {
+    } else if usable >= rounded + OWNER_TAG_BYTES {
         Place::Trailer(usable - OWNER_TAG_BYTES)
-    } else if size >= OWNER_SIDE_TABLE_MIN {
+    } else if rounded >= OWNER_SIDE_TABLE_MIN {
         Place::Side
     } else {
         Place::None
+    }
+}
+
+/// In an owner-mode increment (see [`crate::Inner`]'s `packed_increment`):
+/// the block's tag is a trailer at its usable size less [`OWNER_TAG_BYTES`].
+/// The flags sit above the requested field's 16 significant bits, and come
+/// off before the increment is counted.
+pub(crate) const PACKED_TRAILER: u64 = 1 << 19;
+/// In an owner-mode increment: the block's tag is in the side table.
+pub(crate) const PACKED_SIDE: u64 = 1 << 18;
+/// Both flags.
+pub(crate) const PACKED_FLAGS: u64 = PACKED_TRAILER | PACKED_SIDE;
+
+/// The flags of an owner-mode increment for a block of these sizes.
+#[inline(always)]
+pub(crate) const fn packed_flags(size: usize, usable: usize) -> u64 {
+    match place(size, usable) {
+        Place::Trailer(_) => PACKED_TRAILER,
+        Place::Side => PACKED_SIDE,
+        Place::None => 0,
     }
 }
 
@@ -117,8 +149,10 @@ fn probe(key: u64) -> impl Iterator<Item = &'static Entry> {
     (0..PROBES).map(move |i| &TABLE[(first + i) % TABLE_SLOTS])
 }
 
+/// Enters the block in the side table with `scope`; returns whether it is
+/// in (its probe window was not full).
 #[cold]
-fn side_insert(ptr: *mut u8, size: usize, usable: usize, scope: u32) -> bool {
+pub(crate) fn side_insert(ptr: *mut u8, size: usize, usable: usize, scope: u32) -> bool {
     let k = key(ptr);
     let entry = (k << SCOPE_BITS) | (u64::from(scope) & SCOPE_MASK);
     for slot in probe(k) {
@@ -147,8 +181,10 @@ pub fn side_table_overflows() -> u64 {
     TABLE_FULL.load(Relaxed)
 }
 
+/// Takes the block's entry out of the side table and returns its scope,
+/// or `None` when it has none.
 #[cold]
-fn side_take(ptr: *mut u8) -> Option<u32> {
+pub(crate) fn side_take(ptr: *mut u8) -> Option<u32> {
     let k = key(ptr);
     for slot in probe(k) {
         let entry = slot.key.load(Relaxed);

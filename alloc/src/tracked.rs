@@ -14,7 +14,10 @@
 //! for mimalloc, up to 8 KiB aligned to at most 8 bytes) take the short
 //! path: the increment of the packed counters is computed before the inner
 //! call, one add and one comparison after it, the cold work out of line.
-//! Every other block takes the general path, also out of line.
+//! In owner mode the same increment carries two flags saying where the
+//! block's tag lies (trailer, side table or none), so that no size
+//! arithmetic decides it. Every other block takes the general path, also out
+//! of line.
 //!
 //! In [`Owner`](crate::Owner) mode each block also carries the id of the
 //! scope that allocated it, in its size class's slack or in a side table
@@ -117,24 +120,39 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
     /// As [`GlobalAlloc::alloc`].
     #[inline(always)]
     unsafe fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
-        if let Some(increment) = self.inner.packed_increment(layout) {
+        if let Some(flagged) = self.inner.packed_increment(layout, Self::OWNER) {
             // Only the increment stays live across the call.
-            let increment = opaque(increment);
+            let flagged = opaque(flagged);
             // SAFETY: the caller's contract.
             let ptr = unsafe { self.inner_alloc(layout, zeroed) };
             if ptr.is_null() {
                 return ptr;
             }
+            // Counting mode's increments carry no flags.
+            let increment = if Self::OWNER {
+                flagged & !tag::PACKED_FLAGS
+            } else {
+                flagged
+            };
             if Self::OWNER {
                 let (scope, within) = thread::on_alloc_packed_scoped(increment);
                 if !within {
                     // SAFETY: `ptr` is a fresh block of `layout`, ours.
                     return unsafe { after_packed_alloc_owned(ptr, increment, scope) };
                 }
-                let (size, usable) = thread::unpack(increment);
                 // A slot's scope never carries the sampled bit.
-                // SAFETY: the block is live, `usable` bytes long and ours.
-                unsafe { tag::write(ptr, size, usable, scope) };
+                if flagged & tag::PACKED_TRAILER != 0 {
+                    let (_, usable) = thread::unpack(increment);
+                    // SAFETY: the trailer lies in the block's slack (the
+                    // flag says so), past what the program may touch.
+                    unsafe {
+                        ptr.add(usable - tag::OWNER_TAG_BYTES)
+                            .cast::<u32>()
+                            .write_unaligned(scope)
+                    };
+                } else if flagged & tag::PACKED_SIDE != 0 {
+                    return tag_side(ptr, increment, scope);
+                }
             } else if !thread::on_alloc_packed(increment) {
                 return after_packed_alloc(ptr, increment);
             }
@@ -206,8 +224,7 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
     #[inline(never)]
     unsafe fn dealloc_side(&self, ptr: *mut u8, layout: Layout, increment: u64) {
         let (size, usable) = thread::unpack(increment);
-        // SAFETY: the block was tagged when it was counted, with these sizes.
-        match unsafe { tag::take(ptr, size, usable) } {
+        match tag::side_take(ptr) {
             Some(owner) if owner != thread::current_scope() => {
                 thread::on_free_owned(ptr, size, usable, owner, Self::MODE);
             }
@@ -253,26 +270,32 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
 
     #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if let Some(increment) = self.inner.packed_increment(layout) {
+        if let Some(flagged) = self.inner.packed_increment(layout, Self::OWNER) {
+            // Counting mode's increments carry no flags.
+            let increment = if Self::OWNER {
+                flagged & !tag::PACKED_FLAGS
+            } else {
+                flagged
+            };
             if Self::OWNER {
-                let (size, usable) = thread::unpack(increment);
-                match tag::place(size, usable) {
-                    tag::Place::Trailer(at) => {
-                        // SAFETY: the block was tagged when it was counted,
-                        // in its slack at `at`.
-                        let owner = unsafe { ptr.add(at).cast::<u32>().read_unaligned() };
-                        if owner != thread::current_scope() {
-                            // SAFETY: caller's contract passed on.
-                            return unsafe { self.dealloc_foreign(ptr, layout, usable, owner) };
-                        }
+                if flagged & tag::PACKED_TRAILER != 0 {
+                    let (_, usable) = thread::unpack(increment);
+                    // SAFETY: the block was tagged when it was counted, in
+                    // its slack (the flag says so).
+                    let owner = unsafe {
+                        ptr.add(usable - tag::OWNER_TAG_BYTES)
+                            .cast::<u32>()
+                            .read_unaligned()
+                    };
+                    if owner != thread::current_scope() {
+                        // SAFETY: caller's contract passed on.
+                        return unsafe { self.dealloc_foreign(ptr, layout, usable, owner) };
                     }
+                } else if flagged & tag::PACKED_SIDE != 0 {
                     // SAFETY: caller's contract passed on.
-                    tag::Place::Side => {
-                        return unsafe { self.dealloc_side(ptr, layout, increment) };
-                    }
-                    // Untagged: charged where it is freed.
-                    tag::Place::None => {}
+                    return unsafe { self.dealloc_side(ptr, layout, increment) };
                 }
+                // Else untagged: charged where it is freed.
             }
             if !thread::on_free_packed(increment) {
                 // SAFETY: caller's contract passed on.
@@ -385,6 +408,15 @@ unsafe fn after_packed_alloc_owned(ptr: *mut u8, increment: u64, scope: u32) -> 
     let (size, usable) = thread::unpack(increment);
     // SAFETY: the caller's contract.
     unsafe { tag_new(ptr, size, usable, scope | sampled) };
+    ptr
+}
+
+/// Owner mode: enters a fresh block in the side table (the packed
+/// increment's flag says its tag goes there); returns the block.
+#[inline(never)]
+fn tag_side(ptr: *mut u8, increment: u64, scope: u32) -> *mut u8 {
+    let (size, usable) = thread::unpack(increment);
+    tag::side_insert(ptr, size, usable, scope);
     ptr
 }
 
