@@ -9,7 +9,7 @@ pub const USAGE: &str = "\
 usage: cargo bench -p memledger-alloc-bench [-- OPTIONS]
 
 options (each also read from the environment variable shown):
-  --rounds N          rounds; every binary runs once per round   MEMLEDGER_BENCH_ROUNDS  (default 11)
+  --rounds N          rounds; every binary runs once per round   MEMLEDGER_BENCH_ROUNDS  (default 31)
   --scale F           iterations relative to the defaults         MEMLEDGER_BENCH_SCALE   (default 1)
   --only W,W          workloads: pairs, churn, all-cores, realloc, scope-pair
                                                                   MEMLEDGER_BENCH_ONLY    (default all)
@@ -36,7 +36,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            rounds: 11,
+            rounds: 31,
             scale: 1.0,
             workloads: Workload::ALL.to_vec(),
             allocators: None,
@@ -151,7 +151,7 @@ mod tests {
     #[test]
     fn defaults_and_cargo_bench_flag() {
         let o = parse(&["--bench"], &[]).unwrap();
-        assert_eq!(o.rounds, 11);
+        assert_eq!(o.rounds, 31);
         assert_eq!(o.scale, 1.0);
         assert_eq!(o.workloads, Workload::ALL.to_vec());
         assert_eq!(o.allocators, None);
