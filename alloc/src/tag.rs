@@ -2,11 +2,10 @@
 //! allocated it, without ever asking the inner allocator for more bytes.
 //!
 //! The place is a function of the block's requested and usable size alone,
-//! so `dealloc` and `realloc` find it again:
-//!
-//! Sizes are taken rounded up to a whole word (8 bytes), so that the place
-//! is the same for every size of a word and the hot path reads it from the
-//! same table entry as the block's size class:
+//! so `dealloc` and `realloc` find it again. Sizes are taken rounded up to
+//! a whole word (8 bytes), so that the place is the same for every size of
+//! a word and the hot path reads it from the same table entry as the
+//! block's size class:
 //!
 //! - **side table**: blocks of [`OWNER_SIDE_TABLE_ALWAYS`] bytes or more, and
 //!   blocks without slack whose rounded size is [`OWNER_SIDE_TABLE_MIN`]
@@ -125,6 +124,8 @@ pub(crate) const PACKED_TRAILER: u64 = 1 << 19;
 pub(crate) const PACKED_SIDE: u64 = 1 << 18;
 /// Both flags.
 pub(crate) const PACKED_FLAGS: u64 = PACKED_TRAILER | PACKED_SIDE;
+// One operation's requested bytes (at most its usable bytes) stay below them.
+const _: () = assert!((crate::thread::PACKED_MAX as u64) < PACKED_SIDE);
 
 /// The flags of an owner-mode increment for a block of these sizes.
 #[inline(always)]
