@@ -88,8 +88,8 @@ fn pack_sizes(size: usize, usable: usize) -> u64 {
 /// Where a block's tag lies.
 #[derive(Clone, Copy)]
 enum Place {
-    /// At this offset in the block's slack.
-    Trailer(usize),
+    /// In the block's slack, at [`trailer`].
+    Trailer,
     /// In the side table.
     Side,
     /// Nowhere: the block is untagged.
@@ -107,7 +107,7 @@ const fn place(size: usize, usable: usize) -> Place {
     if size >= OWNER_SIDE_TABLE_ALWAYS {
         Place::Side
     } else if usable >= rounded + OWNER_TAG_BYTES {
-        Place::Trailer(usable - OWNER_TAG_BYTES)
+        Place::Trailer
     } else if rounded >= OWNER_SIDE_TABLE_MIN {
         Place::Side
     } else {
@@ -116,7 +116,7 @@ const fn place(size: usize, usable: usize) -> Place {
 }
 
 /// In an owner-mode increment (see [`crate::Inner`]'s `packed_increment`):
-/// the block's tag is a trailer at its usable size less [`OWNER_TAG_BYTES`].
+/// the block's tag is at its [`trailer`].
 /// The flags sit above the requested field's 16 significant bits, and come
 /// off before the increment is counted.
 pub(crate) const PACKED_TRAILER: u64 = 1 << 19;
@@ -131,7 +131,7 @@ const _: () = assert!((crate::thread::PACKED_MAX as u64) < PACKED_SIDE);
 #[inline(always)]
 pub(crate) const fn packed_flags(size: usize, usable: usize) -> u64 {
     match place(size, usable) {
-        Place::Trailer(_) => PACKED_TRAILER,
+        Place::Trailer => PACKED_TRAILER,
         Place::Side => PACKED_SIDE,
         Place::None => 0,
     }
@@ -267,6 +267,13 @@ pub(crate) fn side_recharge(ptr: *const u8, to: u32, from: impl Fn(u32) -> bool)
     Recharge::Unknown
 }
 
+/// Where a block of `usable` bytes at `ptr` keeps a trailer tag: its last
+/// [`OWNER_TAG_BYTES`] usable bytes. Only computes the address.
+#[inline(always)]
+pub(crate) fn trailer(ptr: *mut u8, usable: usize) -> *mut u32 {
+    ptr.wrapping_add(usable - OWNER_TAG_BYTES).cast()
+}
+
 /// Tags the block `ptr` (`size` requested, `usable` usable bytes) with
 /// `scope`; returns whether the block carries the tag.
 ///
@@ -276,10 +283,10 @@ pub(crate) fn side_recharge(ptr: *const u8, to: u32, from: impl Fn(u32) -> bool)
 #[inline(always)]
 pub(crate) unsafe fn write(ptr: *mut u8, size: usize, usable: usize, scope: u32) -> bool {
     match place(size, usable) {
-        Place::Trailer(at) => {
+        Place::Trailer => {
             // SAFETY: the trailer lies in the block's slack, past what the
             // program may touch (the caller's contract).
-            unsafe { ptr.add(at).cast::<u32>().write_unaligned(scope) };
+            unsafe { trailer(ptr, usable).write_unaligned(scope) };
             true
         }
         Place::Side => side_insert(ptr, size, usable, scope),
@@ -302,7 +309,7 @@ pub(crate) fn taggable(size: usize, usable: usize) -> bool {
 pub(crate) unsafe fn take(ptr: *mut u8, size: usize, usable: usize) -> Option<u32> {
     match place(size, usable) {
         // SAFETY: as in `write`.
-        Place::Trailer(at) => Some(unsafe { ptr.add(at).cast::<u32>().read_unaligned() }),
+        Place::Trailer => Some(unsafe { trailer(ptr, usable).read_unaligned() }),
         Place::Side => side_take(ptr),
         Place::None => None,
     }

@@ -94,6 +94,17 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
 }
 
 impl<A: Inner, M: Mode> Tracked<A, M> {
+    /// A packed increment without owner mode's place flags (counting
+    /// mode's carry none: nothing to take off).
+    #[inline(always)]
+    const fn unflagged(flagged: u64) -> u64 {
+        if Self::OWNER {
+            flagged & !tag::PACKED_FLAGS
+        } else {
+            flagged
+        }
+    }
+
     /// The inner allocator's plain or zeroing entry point.
     ///
     /// # Safety
@@ -128,12 +139,7 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
             if ptr.is_null() {
                 return ptr;
             }
-            // Counting mode's increments carry no flags.
-            let increment = if Self::OWNER {
-                flagged & !tag::PACKED_FLAGS
-            } else {
-                flagged
-            };
+            let increment = Self::unflagged(flagged);
             if Self::OWNER {
                 let (scope, within) = thread::on_alloc_packed_scoped(increment);
                 if !within {
@@ -145,11 +151,7 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
                     let (_, usable) = thread::unpack(increment);
                     // SAFETY: the trailer lies in the block's slack (the
                     // flag says so), past what the program may touch.
-                    unsafe {
-                        ptr.add(usable - tag::OWNER_TAG_BYTES)
-                            .cast::<u32>()
-                            .write_unaligned(scope)
-                    };
+                    unsafe { tag::trailer(ptr, usable).write_unaligned(scope) };
                 } else if flagged & tag::PACKED_SIDE != 0 {
                     return tag_side(ptr, increment, scope);
                 }
@@ -271,22 +273,13 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
     #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(flagged) = self.inner.packed_increment(layout, Self::OWNER) {
-            // Counting mode's increments carry no flags.
-            let increment = if Self::OWNER {
-                flagged & !tag::PACKED_FLAGS
-            } else {
-                flagged
-            };
+            let increment = Self::unflagged(flagged);
             if Self::OWNER {
                 if flagged & tag::PACKED_TRAILER != 0 {
                     let (_, usable) = thread::unpack(increment);
                     // SAFETY: the block was tagged when it was counted, in
                     // its slack (the flag says so).
-                    let owner = unsafe {
-                        ptr.add(usable - tag::OWNER_TAG_BYTES)
-                            .cast::<u32>()
-                            .read_unaligned()
-                    };
+                    let owner = unsafe { tag::trailer(ptr, usable).read_unaligned() };
                     if owner != thread::current_scope() {
                         // SAFETY: caller's contract passed on.
                         return unsafe { self.dealloc_foreign(ptr, layout, usable, owner) };
