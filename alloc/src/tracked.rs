@@ -14,9 +14,10 @@
 //! for mimalloc, up to 8 KiB aligned to at most 8 bytes) take the short
 //! path: the increment of the packed counters is computed before the inner
 //! call, one add and one comparison after it, the cold work out of line.
-//! In owner mode the same increment carries two flags saying where the
-//! block's tag lies (trailer, side table or none), so that no size
-//! arithmetic decides it. Every other block takes the general path, also out
+//! In owner mode the same increment carries a flag saying where the
+//! block's tag lies (trailer or side table), so that no size arithmetic
+//! decides it; an untagged block's increment carries none and, after one
+//! test, is counted exactly as in counting mode. Every other block takes the general path, also out
 //! of line.
 //!
 //! In [`Owner`](crate::Owner) mode each block also carries the id of the
@@ -94,15 +95,12 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
 }
 
 impl<A: Inner, M: Mode> Tracked<A, M> {
-    /// A packed increment without owner mode's place flags (counting
-    /// mode's carry none: nothing to take off).
+    /// Whether a packed increment carries owner mode's place flags (counting
+    /// mode's never do): a block tagged in its trailer or the side table.
+    /// An untagged block's increment is its plain increment.
     #[inline(always)]
-    const fn unflagged(flagged: u64) -> u64 {
-        if Self::OWNER {
-            flagged & !tag::PACKED_FLAGS
-        } else {
-            flagged
-        }
+    const fn tagged(flagged: u64) -> bool {
+        Self::OWNER && flagged & tag::PACKED_FLAGS != 0
     }
 
     /// The inner allocator's plain or zeroing entry point.
@@ -139,24 +137,25 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
             if ptr.is_null() {
                 return ptr;
             }
-            let increment = Self::unflagged(flagged);
-            if Self::OWNER {
+            if Self::tagged(flagged) {
+                let increment = flagged & !tag::PACKED_FLAGS;
                 let (scope, within) = thread::on_alloc_packed_scoped(increment);
                 if !within {
                     // SAFETY: `ptr` is a fresh block of `layout`, ours.
                     return unsafe { after_packed_alloc_owned(ptr, increment, scope) };
                 }
                 // A slot's scope never carries the sampled bit.
-                if flagged & tag::PACKED_TRAILER != 0 {
-                    let (_, usable) = thread::unpack(increment);
-                    // SAFETY: the trailer lies in the block's slack (the
-                    // flag says so), past what the program may touch.
-                    unsafe { tag::trailer(ptr, usable).write_unaligned(scope) };
-                } else if flagged & tag::PACKED_SIDE != 0 {
+                if flagged & tag::PACKED_TRAILER == 0 {
                     return tag_side(ptr, increment, scope);
                 }
-            } else if !thread::on_alloc_packed(increment) {
-                return after_packed_alloc(ptr, increment);
+                let (_, usable) = thread::unpack(increment);
+                // SAFETY: the trailer lies in the block's slack (the flag
+                // says so), past what the program may touch.
+                unsafe { tag::trailer(ptr, usable).write_unaligned(scope) };
+            } else if !thread::on_alloc_packed(flagged) {
+                // Counted as in counting mode: an untagged block needs no
+                // scope (a sample of it is not found again at its free).
+                return after_packed_alloc(ptr, flagged, Self::MODE);
             }
             return ptr;
         }
@@ -199,6 +198,22 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
         match owner {
             Some(owner) => thread::on_free_owned(ptr, layout.size(), usable, owner, Self::MODE),
             None => thread::on_free(layout.size(), usable, Self::MODE),
+        }
+        // SAFETY: caller's contract passed on.
+        unsafe { self.inner.dealloc(ptr, layout) }
+    }
+
+    /// `dealloc` of a block the packed counters take, charged to the
+    /// current slot.
+    ///
+    /// # Safety
+    ///
+    /// As [`GlobalAlloc::dealloc`]; `increment` is the block's, unflagged.
+    #[inline(always)]
+    unsafe fn dealloc_packed(&self, ptr: *mut u8, layout: Layout, increment: u64) {
+        if !thread::on_free_packed(increment) {
+            // SAFETY: caller's contract passed on.
+            return unsafe { self.dealloc_after_packed(ptr, layout, increment) };
         }
         // SAFETY: caller's contract passed on.
         unsafe { self.inner.dealloc(ptr, layout) }
@@ -273,29 +288,26 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
     #[inline(always)]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if let Some(flagged) = self.inner.packed_increment(layout, Self::OWNER) {
-            let increment = Self::unflagged(flagged);
-            if Self::OWNER {
-                if flagged & tag::PACKED_TRAILER != 0 {
-                    let (_, usable) = thread::unpack(increment);
-                    // SAFETY: the block was tagged when it was counted, in
-                    // its slack (the flag says so).
-                    let owner = unsafe { tag::trailer(ptr, usable).read_unaligned() };
-                    if owner != thread::current_scope() {
-                        // SAFETY: caller's contract passed on.
-                        return unsafe { self.dealloc_foreign(ptr, layout, usable, owner) };
-                    }
-                } else if flagged & tag::PACKED_SIDE != 0 {
+            if Self::tagged(flagged) {
+                let increment = flagged & !tag::PACKED_FLAGS;
+                if flagged & tag::PACKED_TRAILER == 0 {
                     // SAFETY: caller's contract passed on.
                     return unsafe { self.dealloc_side(ptr, layout, increment) };
                 }
-                // Else untagged: charged where it is freed.
-            }
-            if !thread::on_free_packed(increment) {
+                let (_, usable) = thread::unpack(increment);
+                // SAFETY: the block was tagged when it was counted, in its
+                // slack (the flag says so).
+                let owner = unsafe { tag::trailer(ptr, usable).read_unaligned() };
+                if owner != thread::current_scope() {
+                    // SAFETY: caller's contract passed on.
+                    return unsafe { self.dealloc_foreign(ptr, layout, usable, owner) };
+                }
                 // SAFETY: caller's contract passed on.
-                return unsafe { self.dealloc_after_packed(ptr, layout, increment) };
+                return unsafe { self.dealloc_packed(ptr, layout, increment) };
             }
+            // Untagged: charged where it is freed.
             // SAFETY: caller's contract passed on.
-            return unsafe { self.inner.dealloc(ptr, layout) };
+            return unsafe { self.dealloc_packed(ptr, layout, flagged) };
         }
         // SAFETY: caller's contract passed on.
         unsafe { self.dealloc_counted(ptr, layout) }
@@ -365,8 +377,8 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
 /// The cold path after [`thread::on_alloc_packed`]; returns the block.
 #[cold]
 #[inline(never)]
-fn after_packed_alloc(ptr: *mut u8, increment: u64) -> *mut u8 {
-    thread::after_packed(COUNTING_MODE, increment);
+fn after_packed_alloc(ptr: *mut u8, increment: u64, mode: u8) -> *mut u8 {
+    thread::after_packed(mode, increment);
     ptr
 }
 

@@ -375,3 +375,54 @@ fn blocks_adopted_back_and_forth_by_many_threads_end_with_every_scope_even() {
         );
     }
 }
+
+#[test]
+fn short_path_blocks_of_each_place_count_exactly_past_many_flushes() {
+    let a = Scope::new("owner-short-A");
+    let b = Scope::new("owner-short-B");
+    // Short-path sizes (at most 8 KiB, align 8) of each tag place: 48 B and
+    // 64 B fill their class (untagged, charged where freed), 72 B and
+    // 4000 B have slack (trailer), 256 B and 4 KiB fill a class of 256 B or
+    // more (side table). Thousands of each cross the thread's flush limits
+    // many times.
+    let sizes = [48usize, 64, 72, 256, 4000, 4096];
+    let per_size = 5_000;
+    let mut blocks: Vec<(usize, Layout)> = Vec::with_capacity(sizes.len() * per_size);
+    a.in_scope(|| {
+        for _ in 0..per_size {
+            for &size in &sizes {
+                let layout = Layout::from_size_align(size, 8).unwrap();
+                // SAFETY: non-zero size.
+                blocks.push((unsafe { std::alloc::alloc(layout) } as usize, layout));
+            }
+        }
+    });
+    let requested: i64 = sizes.iter().map(|&s| (s * per_size) as i64).sum();
+    let usable: i64 = sizes
+        .iter()
+        .map(|&s| (mimalloc_good_size(s) * per_size) as i64)
+        .sum();
+    let sa = a.stats();
+    assert_eq!((sa.live_requested, sa.live_usable), (requested, usable));
+    assert_eq!(sa.allocations, (sizes.len() * per_size) as u64);
+    b.in_scope(|| {
+        for &(p, layout) in &blocks {
+            // SAFETY: allocated above with `layout`.
+            unsafe { std::alloc::dealloc(p as *mut u8, layout) };
+        }
+    });
+    // Tagged blocks go back to A; untagged ones stay in B.
+    let untagged = |s: usize| s == 48 || s == 64;
+    let back: i64 = sizes
+        .iter()
+        .filter(|&&s| !untagged(s))
+        .map(|&s| (s * per_size) as i64)
+        .sum();
+    let stayed: i64 = requested - back;
+    let (sa, sb) = (a.stats(), b.stats());
+    assert_eq!(sa.live_requested, requested - back);
+    assert_eq!(sb.live_requested, -stayed);
+    assert_eq!(sa.deallocations, (4 * per_size) as u64);
+    assert_eq!(sb.deallocations, (2 * per_size) as u64);
+    assert_eq!(sb.allocations, 0);
+}
