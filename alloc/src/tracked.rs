@@ -17,8 +17,8 @@
 //! In owner mode the same increment carries a flag saying where the
 //! block's tag lies (trailer or side table), so that no size arithmetic
 //! decides it; an untagged block's increment carries none and, after one
-//! test, is counted exactly as in counting mode. Every other block takes the general path, also out
-//! of line.
+//! test, is counted exactly as in counting mode. Every other block takes
+//! the general path, also out of line.
 //!
 //! In [`Owner`](crate::Owner) mode each block also carries the id of the
 //! scope that allocated it, in its size class's slack or in a side table
