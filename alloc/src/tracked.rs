@@ -240,19 +240,15 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
     /// As [`GlobalAlloc::dealloc`]; `increment` is the block's.
     #[inline(never)]
     unsafe fn dealloc_side(&self, ptr: *mut u8, layout: Layout, increment: u64) {
-        let (size, usable) = thread::unpack(increment);
         match tag::side_take(ptr) {
             Some(owner) if owner != thread::current_scope() => {
-                thread::on_free_owned(ptr, size, usable, owner, Self::MODE);
+                let (_, usable) = thread::unpack(increment);
+                // SAFETY: caller's contract passed on.
+                unsafe { self.dealloc_foreign(ptr, layout, usable, owner) }
             }
-            _ => {
-                if !thread::on_free_packed(increment) {
-                    thread::after_packed(Self::MODE, increment);
-                }
-            }
+            // SAFETY: caller's contract passed on.
+            _ => unsafe { self.dealloc_packed(ptr, layout, increment) },
         }
-        // SAFETY: caller's contract passed on.
-        unsafe { self.inner.dealloc(ptr, layout) }
     }
 
     /// `dealloc` after [`thread::on_free_packed`] asked for the cold path.
