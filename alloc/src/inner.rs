@@ -88,6 +88,15 @@ pub unsafe trait Inner: GlobalAlloc {
         }
     }
 
+    /// Whether the inner allocator reports every refusal of a layout that
+    /// [`packed_increment`](Inner::packed_increment) takes to
+    /// `thread::refused`, on the refusing thread, before it returns null,
+    /// once [`report_refusals`] ran. Then counting mode counts such a block
+    /// before it asks for it, and the inner call is `alloc`'s last act (a
+    /// tail call). Only memledger's own implementations may set it.
+    #[doc(hidden)]
+    const REPORTS_REFUSALS: bool = false;
+
     /// Allocates like [`GlobalAlloc::alloc`]; an inner allocator may pick
     /// among its own entry points so that [`usable_size`](Inner::usable_size)
     /// stays exact.
@@ -189,11 +198,20 @@ unsafe impl Inner for System {
 #[cfg(feature = "mimalloc")]
 pub use mimalloc_classes::mimalloc_good_size;
 
+/// Installs the refusal report of every inner allocator that has one (see
+/// `Inner::REPORTS_REFUSALS`); each thread runs it as it registers.
+pub(crate) fn report_refusals() {
+    #[cfg(feature = "mimalloc")]
+    mimalloc_classes::report_refusals();
+}
+
 #[cfg(feature = "mimalloc")]
 mod mimalloc_classes {
     use super::Inner;
     use mimalloc::MiMalloc;
     use std::alloc::{GlobalAlloc, Layout};
+    use std::ffi::{c_int, c_void};
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
     /// Requests up to this size use the inline size-class formula; larger ones ask mimalloc.
     /// The unit test checks the formula against `mi_good_size` for every size up to here.
@@ -278,9 +296,33 @@ mod mimalloc_classes {
         layout.size() <= SMALL_MAX && layout.align() <= 8
     }
 
+    /// Installs [`on_error`] as mimalloc's error handler, once.
+    pub(super) fn report_refusals() {
+        static INSTALLED: AtomicBool = AtomicBool::new(false);
+        if !INSTALLED.load(Relaxed) && !INSTALLED.swap(true, Relaxed) {
+            // SAFETY: `on_error` may run on any thread, at any time.
+            unsafe { libmimalloc_sys::mi_register_error(Some(on_error), std::ptr::null_mut()) };
+        }
+    }
+
+    /// mimalloc's error handler: mimalloc calls it on the refusing thread
+    /// before an allocation from its default heap returns null (`ENOMEM`;
+    /// a block of up to 8 KiB is refused for no other reason), so that the
+    /// block memledger counted ahead is counted as freed. Every other error
+    /// returns, as under mimalloc's default build (its message is printed
+    /// before, as without a handler).
+    extern "C" fn on_error(code: c_int, _arg: *mut c_void) {
+        if code == libc::ENOMEM {
+            crate::thread::refused();
+        }
+    }
+
     // SAFETY: mimalloc's own figure, or its size class (see the module's
-    // documentation and the tests against `mi_usable_size`).
+    // documentation and the tests against `mi_usable_size`); mimalloc
+    // reports every refusal through `on_error` once it is installed.
     unsafe impl Inner for MiMalloc {
+        const REPORTS_REFUSALS: bool = true;
+
         #[inline(always)]
         unsafe fn alloc_tracked(&self, layout: Layout) -> *mut u8 {
             // SAFETY: the caller's contract.

@@ -74,9 +74,25 @@
 //! ## Guarantees
 //!
 //! - Nothing in the allocator path panics or aborts; a null from the inner
-//!   allocator is returned as null and counts nothing. The hot path takes no
-//!   lock; a thread takes the registry's lock once to register and once to
-//!   exit.
+//!   allocator is returned as null and leaves live figures unchanged. The
+//!   hot path takes no lock; a thread takes the registry's lock once to
+//!   register and once to exit.
+//! - In counting mode over mimalloc, a block of up to 8 KiB (aligned to at
+//!   most 8) is counted *before* mimalloc is asked for it, so that `alloc`
+//!   ends in a tail call with no stack frame of its own. memledger installs
+//!   mimalloc's error handler (`mi_register_error`), which mimalloc calls on
+//!   the refusing thread before it returns null; the handler counts such a
+//!   block as freed, so live figures stay exact and no cumulative figure
+//!   goes down, and the refused request shows in `allocations` and
+//!   `deallocations` alike. Every other refused request counts nothing.
+//!   The handler ignores every other error, as mimalloc's default build
+//!   does (a mimalloc built with its `secure` or `debug` feature no longer
+//!   aborts on corrupted heap metadata). A program that installs its own
+//!   mimalloc error handler replaces memledger's: then a refused small
+//!   block stays counted as live. A program that also calls mimalloc
+//!   directly, beside the global allocator, and is refused there may have
+//!   that refusal taken for its thread's last small block, which then
+//!   counts as freed.
 //! - `alloc`, `alloc_zeroed` and `realloc` use the inner allocator's own
 //!   functions (for mimalloc, see [`Inner`] for the entry points).
 //! - Allocations before `main`, in thread-local destructors, after a thread's

@@ -18,13 +18,13 @@
 //!
 //! # The hot path's invariants
 //!
-//! [`on_alloc_packed`], [`on_alloc_packed_scoped`], [`on_free_packed`]
-//! (blocks whose usable size the layout decides: up to 8 KiB for
-//! mimalloc), [`on_alloc`], [`on_free`] and [`on_realloc`] run inside
-//! every allocation. They take no lock, allocate nothing, cannot panic,
-//! and write only to the calling thread's own current slot: single-writer
-//! atomics, a relaxed load and a plain store, never a locked
-//! read-modify-write. A block of at most
+//! [`on_alloc_packed`], [`on_alloc_packed_scoped`], [`on_alloc_ahead`],
+//! [`on_free_packed`] (blocks whose usable size the layout decides: up to
+//! 8 KiB for mimalloc), [`on_alloc`], [`on_free`] and [`on_realloc`] run
+//! inside every allocation. They take no lock, allocate nothing, cannot
+//! panic, and write only to the calling thread's own current slot (and
+//! its `ahead` word): single-writer atomics, a relaxed load and a plain
+//! store, never a locked read-modify-write. A block of at most
 //! [`PACKED_MAX`] usable bytes adds one increment — usable bytes, one
 //! operation and requested bytes, in fields of one word — to its
 //! direction's packed word, and compares the word with one precomputed
@@ -85,6 +85,10 @@ const TORN_DOWN: u8 = 3;
 
 /// The mode byte of owner mode (see `Tracked::MODE`).
 const OWNER_MODE: u8 = 2;
+
+/// Set in `Tracked::MODE` when the inner allocator reports refusals (see
+/// [`on_alloc_ahead`]): the thread's registration installs the report.
+pub(crate) const REPORTS_REFUSALS: u8 = 0x80;
 
 /// Packed words: usable bytes in the top 24 bits, operations in the next
 /// 20, requested bytes in the low 20. Only operations of at most
@@ -294,6 +298,14 @@ pub(crate) struct Local {
     current: Cell<usize>,
     state: Cell<u8>,
     precise: Cell<u8>,
+    /// The increment [`on_alloc_ahead`] last counted ahead; 0 from the
+    /// moment a call counted after its return is made ([`counting_after`]).
+    /// A refusal reported while it is not 0 is that block's (see
+    /// [`refused`]).
+    ahead: Cell<u64>,
+    /// Right after the hot fields above, so that the hot path reaches the
+    /// current slot's packed words and limits with one-byte displacements.
+    slots: [Slot; SLOTS],
     /// Odd while the owner moves counts that readers add up.
     seq: AtomicU64,
     reallocations: AtomicU64,
@@ -306,7 +318,6 @@ pub(crate) struct Local {
     tid: AtomicU64,
     sampler: Sampler,
     links: Links<Local>,
-    slots: [Slot; SLOTS],
 }
 
 impl Linked for Local {
@@ -321,6 +332,8 @@ impl Local {
             current: Cell::new(0),
             state: Cell::new(UNINIT),
             precise: Cell::new(0),
+            ahead: Cell::new(0),
+            slots: [const { Slot::new() }; SLOTS],
             seq: AtomicU64::new(0),
             reallocations: AtomicU64::new(0),
             retired: AtomicCounts::new(),
@@ -329,7 +342,6 @@ impl Local {
             tid: AtomicU64::new(0),
             sampler: Sampler::new(),
             links: Links::new(),
-            slots: [const { Slot::new() }; SLOTS],
         }
     }
 
@@ -481,6 +493,52 @@ pub(crate) fn on_alloc_packed_scoped(increment: u64) -> (u32, bool) {
     LOCAL.with(|l| {
         let s = l.slot();
         (s.scope.load(Relaxed), add_packed(&s.alloc, increment))
+    })
+}
+
+/// [`on_alloc_packed`] before the allocation, for an inner allocator that
+/// reports refusals through [`refused`] (`Inner::REPORTS_REFUSALS`): counts
+/// the block ahead and returns `true` if the increment stays within the
+/// limit; then the caller's last act is the inner allocator's call.
+/// Otherwise counts nothing and returns `false`: the caller allocates first
+/// and counts after, as for any inner allocator.
+#[inline(always)]
+pub(crate) fn on_alloc_ahead(increment: u64) -> bool {
+    LOCAL.with(|l| {
+        let side = &l.slot().alloc;
+        let word = side.packed.load(Relaxed).wrapping_add(increment);
+        if word > side.limit.get() {
+            return false;
+        }
+        side.packed.store(word, Relaxed);
+        l.ahead.set(increment);
+        true
+    })
+}
+
+/// Says that the inner allocator is about to be called for a block counted
+/// after it returns: a refusal it reports now is not one [`on_alloc_ahead`]
+/// counted.
+#[inline(always)]
+pub(crate) fn counting_after() {
+    LOCAL.with(|l| l.ahead.set(0));
+}
+
+/// The inner allocator refused the calling thread's allocation in flight.
+/// If [`on_alloc_ahead`] counted it, the block is counted as freed too, on
+/// the same slot: live figures are back where they were, and no cumulative
+/// figure goes down. Nothing runs between the two on this thread, so the
+/// slot is still current; the free's packed word may pass its limit, and
+/// the thread's next free takes the cold path.
+#[cfg(feature = "mimalloc")]
+pub(crate) fn refused() {
+    LOCAL.with(|l| {
+        let increment = l.ahead.replace(0);
+        if increment != 0 {
+            let side = &l.slot().free;
+            side.packed
+                .store(side.packed.load(Relaxed).wrapping_add(increment), Relaxed);
+        }
     })
 }
 
@@ -677,7 +735,7 @@ fn slow(l: &Local, mode: u8, requested: usize, usable: usize) -> u32 {
             };
             arm(l, s);
             if let Some(taken) = taken
-                && mode == OWNER_MODE
+                && mode & !REPORTS_REFUSALS == OWNER_MODE
             {
                 l.sampler.pending.set(taken.0);
                 return SAMPLED;
@@ -810,7 +868,11 @@ fn follow_sampling(l: &Local, s: &Slot) {
 
 fn register(l: &Local, mode: u8) {
     l.state.set(BUSY);
-    ATTRIBUTION.store(mode, Relaxed);
+    if mode & REPORTS_REFUSALS != 0 {
+        // Before this thread's limits let `on_alloc_ahead` count anything.
+        crate::inner::report_refusals();
+    }
+    ATTRIBUTION.store(mode & !REPORTS_REFUSALS, Relaxed);
     l.tid.store(sys::thread_id(), Relaxed);
     install_fork_handlers();
     REGISTRY.lock().link(l);

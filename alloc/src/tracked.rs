@@ -10,6 +10,16 @@
 //! counts nothing, so `try_reserve` reports the failure and the figures
 //! stay true.
 //!
+//! One exception keeps the commonest call short: in counting mode, over an
+//! inner allocator that reports its refusals (`Inner::REPORTS_REFUSALS`:
+//! mimalloc, through its error handler), a short-path block is counted
+//! *before* the call, which is then `alloc`'s last act — a jump, with no
+//! stack frame or check after it. mimalloc reports a refusal on the refusing thread
+//! before it returns null, and the block is then counted as freed
+//! ([`thread::refused`]): live figures are exact again before the caller
+//! sees the null. Such a block is counted ahead only while it keeps the
+//! thread within its limit; otherwise it takes the short path below.
+//!
 //! Blocks whose usable size the layout alone decides ([`Inner::class_size`]:
 //! for mimalloc, up to 8 KiB aligned to at most 8 bytes) take the short
 //! path: the increment of the packed counters is computed before the inner
@@ -72,8 +82,18 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
     const MODE: u8 = match M::ATTRIBUTION {
         Attribution::Counting => COUNTING_MODE,
         Attribution::Owner => OWNER_MODE,
+    } | if Self::AHEAD {
+        thread::REPORTS_REFUSALS
+    } else {
+        0
     };
     const OWNER: bool = matches!(M::ATTRIBUTION, Attribution::Owner);
+
+    /// Whether a short-path block is counted before the inner call (see
+    /// the module's documentation): counting mode over an inner allocator
+    /// that reports its refusals. Owner mode tags a block after the call,
+    /// so it counts after the call too.
+    const AHEAD: bool = A::REPORTS_REFUSALS && !Self::OWNER;
 
     /// Counts a fresh block (and tags it in owner mode).
     ///
@@ -103,13 +123,28 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
         Self::OWNER && flagged & tag::PACKED_FLAGS != 0
     }
 
-    /// The inner allocator's plain or zeroing entry point.
+    /// The inner allocator's plain or zeroing entry point, for a block
+    /// counted after it returns.
     ///
     /// # Safety
     ///
     /// As [`GlobalAlloc::alloc`].
     #[inline(always)]
     unsafe fn inner_alloc(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        if Self::AHEAD {
+            thread::counting_after();
+        }
+        // SAFETY: the caller's contract.
+        unsafe { self.inner_alloc_as_is(layout, zeroed) }
+    }
+
+    /// [`inner_alloc`](Self::inner_alloc) with nothing before the call.
+    ///
+    /// # Safety
+    ///
+    /// As [`GlobalAlloc::alloc`].
+    #[inline(always)]
+    unsafe fn inner_alloc_as_is(&self, layout: Layout, zeroed: bool) -> *mut u8 {
         // SAFETY: the caller's contract.
         unsafe {
             if zeroed {
@@ -130,37 +165,78 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
     #[inline(always)]
     unsafe fn alloc_with(&self, layout: Layout, zeroed: bool) -> *mut u8 {
         if let Some(flagged) = self.inner.packed_increment(layout, Self::OWNER) {
-            // Only the increment stays live across the call.
-            let flagged = opaque(flagged);
+            if Self::AHEAD {
+                if thread::on_alloc_ahead(flagged) {
+                    // Counted ahead: a refusal is reported (and the block
+                    // counted as freed) before the inner allocator returns.
+                    // SAFETY: the caller's contract.
+                    return unsafe { self.inner_alloc_as_is(layout, zeroed) };
+                }
+                // SAFETY: the caller's contract.
+                return unsafe { self.alloc_packed_past_limit(layout, zeroed, flagged) };
+            }
             // SAFETY: the caller's contract.
-            let ptr = unsafe { self.inner_alloc(layout, zeroed) };
-            if ptr.is_null() {
-                return ptr;
-            }
-            if Self::tagged(flagged) {
-                let increment = flagged & !tag::PACKED_FLAGS;
-                let (scope, within) = thread::on_alloc_packed_scoped(increment);
-                if !within {
-                    // SAFETY: `ptr` is a fresh block of `layout`, ours.
-                    return unsafe { after_packed_alloc_owned(ptr, increment, scope) };
-                }
-                // A slot's scope never carries the sampled bit.
-                if flagged & tag::PACKED_TRAILER == 0 {
-                    return tag_side(ptr, increment, scope);
-                }
-                let (_, usable) = thread::unpack(increment);
-                // SAFETY: the trailer lies in the block's slack (the flag
-                // says so), past what the program may touch.
-                unsafe { tag::trailer(ptr, usable).write_unaligned(scope) };
-            } else if !thread::on_alloc_packed(flagged) {
-                // Counted as in counting mode: an untagged block needs no
-                // scope (a sample of it is not found again at its free).
-                return after_packed_alloc(ptr, flagged, Self::MODE);
-            }
-            return ptr;
+            return unsafe { self.alloc_packed(layout, zeroed, flagged) };
         }
         // SAFETY: the caller's contract.
         unsafe { self.alloc_counted(layout, zeroed) }
+    }
+
+    /// [`alloc_packed`](Self::alloc_packed), out of line: counted ahead,
+    /// the block would take its thread past the limit.
+    ///
+    /// # Safety
+    ///
+    /// As [`alloc_packed`](Self::alloc_packed).
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_packed_past_limit(
+        &self,
+        layout: Layout,
+        zeroed: bool,
+        flagged: u64,
+    ) -> *mut u8 {
+        // SAFETY: the caller's contract.
+        unsafe { self.alloc_packed(layout, zeroed, flagged) }
+    }
+
+    /// The short path, counted after the call: allocates, then adds the
+    /// block's packed increment `flagged` (owner mode: with its tag's place
+    /// flagged) and tags the block.
+    ///
+    /// # Safety
+    ///
+    /// As [`GlobalAlloc::alloc`]; `flagged` is `layout`'s increment.
+    #[inline(always)]
+    unsafe fn alloc_packed(&self, layout: Layout, zeroed: bool, flagged: u64) -> *mut u8 {
+        // Only the increment stays live across the call.
+        let flagged = opaque(flagged);
+        // SAFETY: the caller's contract.
+        let ptr = unsafe { self.inner_alloc(layout, zeroed) };
+        if ptr.is_null() {
+            return ptr;
+        }
+        if Self::tagged(flagged) {
+            let increment = flagged & !tag::PACKED_FLAGS;
+            let (scope, within) = thread::on_alloc_packed_scoped(increment);
+            if !within {
+                // SAFETY: `ptr` is a fresh block of `layout`, ours.
+                return unsafe { after_packed_alloc_owned(ptr, increment, scope, Self::MODE) };
+            }
+            // A slot's scope never carries the sampled bit.
+            if flagged & tag::PACKED_TRAILER == 0 {
+                return tag_side(ptr, increment, scope);
+            }
+            let (_, usable) = thread::unpack(increment);
+            // SAFETY: the trailer lies in the block's slack (the flag says
+            // so), past what the program may touch.
+            unsafe { tag::trailer(ptr, usable).write_unaligned(scope) };
+        } else if !thread::on_alloc_packed(flagged) {
+            // Counted as in counting mode: an untagged block needs no scope
+            // (a sample of it is not found again at its free).
+            return after_packed_alloc(ptr, flagged, Self::MODE);
+        }
+        ptr
     }
 
     /// The general path, out of line: allocates and counts the block.
@@ -327,6 +403,9 @@ unsafe impl<A: Inner, M: Mode> GlobalAlloc for Tracked<A, M> {
             Some(owner) if owner & SAMPLED != 0 => stacks::leave_live(ptr),
             _ => None,
         };
+        if Self::AHEAD {
+            thread::counting_after();
+        }
         // SAFETY: caller's contract passed on.
         let new_ptr = unsafe {
             self.inner
@@ -404,8 +483,8 @@ fn opaque(value: u64) -> u64 {
 /// `ptr` is a fresh block of the increment's sizes, ours.
 #[cold]
 #[inline(never)]
-unsafe fn after_packed_alloc_owned(ptr: *mut u8, increment: u64, scope: u32) -> *mut u8 {
-    let sampled = thread::after_packed(OWNER_MODE, increment);
+unsafe fn after_packed_alloc_owned(ptr: *mut u8, increment: u64, scope: u32, mode: u8) -> *mut u8 {
+    let sampled = thread::after_packed(mode, increment);
     let (size, usable) = thread::unpack(increment);
     // SAFETY: the caller's contract.
     unsafe { tag_new(ptr, size, usable, scope | sampled) };
