@@ -240,12 +240,16 @@ mod mimalloc_classes {
     /// For every size in words up to [`TABLE_MAX`] bytes, mimalloc's class
     /// as the packed counters' increment for one operation of 0 requested
     /// bytes (the class in the usable field, one operation): adding the
-    /// requested size gives the whole increment.
-    static INCREMENT_BY_WORDS: [u64; TABLE_MAX / 8 + 1] = increments(false);
+    /// requested size gives the whole increment. A `const` reference, not
+    /// a `static`: the table is then emitted in the crate that inlines the
+    /// allocator (the program's own), and the hot path reaches it by its
+    /// address relative to the code, not through the global offset table
+    /// (one load fewer per operation).
+    const INCREMENT_BY_WORDS: &[u64; TABLE_MAX / 8 + 1] = &increments(false);
 
     /// [`INCREMENT_BY_WORDS`] with the owner tag's place flagged in each
     /// increment (the place is the same for every size of a word).
-    static OWNER_INCREMENT_BY_WORDS: [u64; TABLE_MAX / 8 + 1] = increments(true);
+    const OWNER_INCREMENT_BY_WORDS: &[u64; TABLE_MAX / 8 + 1] = &increments(true);
 
     const fn increments(owner: bool) -> [u64; TABLE_MAX / 8 + 1] {
         let mut table = [0u64; TABLE_MAX / 8 + 1];
@@ -364,9 +368,9 @@ mod mimalloc_classes {
                 // SAFETY: `from_its_class` holds only for sizes up to SMALL_MAX.
                 unsafe { std::hint::assert_unchecked(size <= SMALL_MAX) };
                 let table = if owner {
-                    &OWNER_INCREMENT_BY_WORDS
+                    OWNER_INCREMENT_BY_WORDS
                 } else {
-                    &INCREMENT_BY_WORDS
+                    INCREMENT_BY_WORDS
                 };
                 Some(table[size.div_ceil(8)] + size as u64)
             } else {
