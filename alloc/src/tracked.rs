@@ -14,11 +14,11 @@
 //! inner allocator that reports its refusals (`Inner::REPORTS_REFUSALS`:
 //! mimalloc, through its error handler), a short-path block is counted
 //! *before* the call, which is then `alloc`'s last act — a jump, with no
-//! stack frame or check after it. mimalloc reports a refusal on the refusing thread
-//! before it returns null, and the block is then counted as freed
-//! ([`thread::refused`]): live figures are exact again before the caller
-//! sees the null. Such a block is counted ahead only while it keeps the
-//! thread within its limit; otherwise it takes the short path below.
+//! stack frame or check after it. mimalloc reports a refusal on the
+//! refusing thread before it returns null, and the block is then counted
+//! as freed ([`thread::refused`]): live figures are exact again before the
+//! caller sees the null. Such a block is counted ahead only while it keeps
+//! the thread within its limit; otherwise it takes the short path below.
 //!
 //! Blocks whose usable size the layout alone decides ([`Inner::class_size`]:
 //! for mimalloc, up to 8 KiB aligned to at most 8 bytes) take the short
