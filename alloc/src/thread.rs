@@ -535,9 +535,8 @@ pub(crate) fn refused() {
     LOCAL.with(|l| {
         let increment = l.ahead.replace(0);
         if increment != 0 {
-            let side = &l.slot().free;
-            side.packed
-                .store(side.packed.load(Relaxed).wrapping_add(increment), Relaxed);
+            // Past the limit or not, the next free's comparison sees it.
+            add_packed(&l.slot().free, increment);
         }
     })
 }

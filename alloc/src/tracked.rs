@@ -221,7 +221,7 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
             let (scope, within) = thread::on_alloc_packed_scoped(increment);
             if !within {
                 // SAFETY: `ptr` is a fresh block of `layout`, ours.
-                return unsafe { after_packed_alloc_owned(ptr, increment, scope, Self::MODE) };
+                return unsafe { after_packed_alloc_owned(ptr, increment, scope) };
             }
             // A slot's scope never carries the sampled bit.
             if flagged & tag::PACKED_TRAILER == 0 {
@@ -483,8 +483,8 @@ fn opaque(value: u64) -> u64 {
 /// `ptr` is a fresh block of the increment's sizes, ours.
 #[cold]
 #[inline(never)]
-unsafe fn after_packed_alloc_owned(ptr: *mut u8, increment: u64, scope: u32, mode: u8) -> *mut u8 {
-    let sampled = thread::after_packed(mode, increment);
+unsafe fn after_packed_alloc_owned(ptr: *mut u8, increment: u64, scope: u32) -> *mut u8 {
+    let sampled = thread::after_packed(OWNER_MODE, increment);
     let (size, usable) = thread::unpack(increment);
     // SAFETY: the caller's contract.
     unsafe { tag_new(ptr, size, usable, scope | sampled) };
