@@ -92,13 +92,16 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
     /// Whether a short-path block is counted before the inner call (see
     /// the module's documentation): counting mode over an inner allocator
     /// that reports its refusals. Owner mode tags a block after the call,
-    /// so it counts after the call too. Counting owner mode's untagged
-    /// blocks ahead (with a jump to an out-of-line path for tagged ones)
-    /// needs the tag's place tested before the call. Measured over several
-    /// link orders, that version gained about 0.02x on small pairs and lost
-    /// 0.03x to 0.06x on random churn, whose sizes make that test hard to
-    /// predict (after the call, the inner allocator's own work hides most
-    /// of a misprediction).
+    /// so it counts after the call too. Two other ways were measured, each
+    /// over 8 link orders, and neither was faster on every processor:
+    ///
+    /// - untagged blocks counted ahead, with a jump to an out-of-line path
+    ///   for tagged ones: small pairs from 0.02x faster to 0.13x slower,
+    ///   random churn 0.02x to 0.06x slower (the tag's place is tested
+    ///   before the call, where a misprediction costs more);
+    /// - every short-path block counted ahead, with its scope kept in the
+    ///   one register that lives across the call and the tag written after:
+    ///   small pairs 0.03x slower.
     const AHEAD: bool = A::REPORTS_REFUSALS && !Self::OWNER;
 
     /// Counts a fresh block (and tags it in owner mode).
