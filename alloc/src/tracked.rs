@@ -93,12 +93,11 @@ impl<A: Inner, M: Mode> Tracked<A, M> {
     /// the module's documentation): counting mode over an inner allocator
     /// that reports its refusals. Owner mode tags a block after the call,
     /// so it counts after the call too. Two other ways were measured, each
-    /// over 8 link orders, and neither was faster on every processor:
+    /// over 8 link orders, and neither was kept:
     ///
     /// - untagged blocks counted ahead, with a jump to an out-of-line path
-    ///   for tagged ones: small pairs from 0.02x faster to 0.13x slower,
-    ///   random churn 0.02x to 0.06x slower (the tag's place is tested
-    ///   before the call, where a misprediction costs more);
+    ///   for tagged ones: small pairs 0.02x faster on one processor and
+    ///   0.13x slower on another, random churn 0.02x to 0.06x slower;
     /// - every short-path block counted ahead, with its scope kept in the
     ///   one register that lives across the call and the tag written after:
     ///   small pairs 0.03x slower.
