@@ -105,8 +105,11 @@ fn every_way_a_child_can_end_is_a_row_with_its_status() {
     assert_eq!(slow["status"], "timeout");
     assert_eq!(slow["signal"], libc::SIGKILL);
     let wall = slow["wall_ms"].as_u64().unwrap();
+    // The harness's deadline starts before the launcher does, the query's
+    // clock when the launcher forks it: on a loaded machine the launcher's
+    // start takes a little of the 3 s.
     assert!(
-        (2950..10_000).contains(&wall),
+        (2500..10_000).contains(&wall),
         "killed near 3 s, took {wall}"
     );
     assert!(
